@@ -1,0 +1,166 @@
+"""The weight policy: a versioned YAML document, validated strictly (SPEC §6).
+
+Weights are integer milli-units (``8000`` = 8.000 units) keyed ``source:event_type``.
+Anything that is not exactly right is refused with one message per problem that
+names the key and the rule: a float, a negative, a boolean, an unknown key, an
+approver that is not an address. The policy's hash is the SHA-256 of the canonical
+JSON of the *validated* document, so formatting and comments never change it.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, ValidationError, field_validator
+
+from credit_pipeline.core.canonical import canonical_hash
+
+WEIGHT_KEY = re.compile(r"^(github|discord):[a-z][a-z_]*$")
+REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+GITHUB_STREAMS = ("pull_requests", "reviews", "issues")
+POOL_COMPONENTS = ("base_issuance", "kpi_bonus", "top_up")
+
+
+class PolicyError(ValueError):
+    """A policy document that cannot be used; ``problems`` holds one line per problem."""
+
+    def __init__(self, problems: list[str], source: str = "policy"):
+        self.problems = problems
+        self.source = source
+        super().__init__(f"{source}: {len(problems)} problem(s)\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+def _snowflake(value: Any) -> Any:
+    # YAML may give an unquoted snowflake as an int; PyYAML reads it exactly.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+Snowflake = Annotated[str, BeforeValidator(_snowflake), Field(pattern=r"^[0-9]{1,20}$")]
+MilliUnits = Annotated[StrictInt, Field(ge=0)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EpochSection(_Strict):
+    anchor: date
+
+    @field_validator("anchor")
+    @classmethod
+    def _monday(cls, value: date) -> date:
+        if value.weekday() != 0:
+            raise ValueError(f"{value.isoformat()} is a {value.strftime('%A')}; the anchor must be a Monday")
+        return value
+
+
+class GithubSection(_Strict):
+    repos: list[Annotated[str, Field(pattern=REPO.pattern)]] = Field(default_factory=list)
+    streams: list[Literal["pull_requests", "reviews", "issues"]] = Field(default_factory=lambda: list(GITHUB_STREAMS))
+    issue_credit: Literal["author", "closer"] = "author"
+
+
+class DiscordSection(_Strict):
+    guild_id: Snowflake
+    channels: list[Snowflake] = Field(default_factory=list)
+
+
+class SourcesSection(_Strict):
+    github: GithubSection | None = None
+    discord: DiscordSection | None = None
+
+
+class ExcludeSection(_Strict):
+    github: list[Annotated[str, BeforeValidator(_snowflake)]] = Field(default_factory=list)
+    discord: list[Snowflake] = Field(default_factory=list)
+
+
+class PoolSection(_Strict):
+    base_issuance: Annotated[StrictInt, Field(ge=0)]
+
+
+class Policy(_Strict):
+    """A validated weight policy."""
+
+    version: Annotated[StrictInt, Field(ge=1)]
+    epoch: EpochSection
+    sources: SourcesSection = Field(default_factory=SourcesSection)
+    weights: dict[Annotated[str, Field(pattern=WEIGHT_KEY.pattern)], MilliUnits]
+    exclude: ExcludeSection = Field(default_factory=ExcludeSection)
+    unresolved: Literal["claimant", "exclude"] = "claimant"
+    pool: PoolSection
+    approvers: list[str] = Field(default_factory=list)
+
+    @field_validator("approvers", mode="before")
+    @classmethod
+    def _addresses(cls, value: Any) -> Any:
+        if not isinstance(value, list):
+            return value
+        out = []
+        for i, item in enumerate(value):
+            if not isinstance(item, str) or not ADDRESS.match(item):
+                raise ValueError(f"approvers[{i}] = {item!r} is not an Ethereum address (0x followed by 40 hex digits)")
+            out.append(item.lower())
+        return out
+
+    def weight(self, source: str, event_type: str) -> int:
+        """The policy weight of an event type; unknown types weigh 0."""
+        return self.weights.get(f"{source}:{event_type}", 0)
+
+    def is_excluded_account(self, source: str, platform_user_id: str | None, login: str | None) -> bool:
+        """True for accounts the policy never credits (GitHub by login or numeric id)."""
+        listed = set(getattr(self.exclude, source, []))
+        return (platform_user_id is not None and platform_user_id in listed) or (login is not None and login in listed)
+
+    def canonical(self) -> dict[str, Any]:
+        """The validated document as plain JSON values (what is hashed and pinned)."""
+        return self.model_dump(mode="json")
+
+    @property
+    def policy_hash(self) -> str:
+        return canonical_hash(self.canonical())
+
+
+def _explain(error: dict[str, Any]) -> str:
+    loc = ".".join(str(p) for p in error["loc"]) or "(document)"
+    kind, value = error["type"], error.get("input")
+    if kind == "extra_forbidden":
+        return f"{loc}: unknown key; remove it or check its spelling"
+    if kind == "missing":
+        return f"{loc}: required key is missing"
+    if loc.startswith("weights.") and loc.endswith(".[key]"):
+        return f"{loc.removesuffix('.[key]')}: weight keys look like source:event_type, source github or discord (for example github:pr_merged)"
+    if kind in ("int_type", "int_from_float", "int_parsing") or isinstance(value, bool):
+        unit = {"weights": " of milli-units; write 8500 for 8.5 units", "pool": " of credits"}.get(loc.split(".")[0], "")
+        return f"{loc}: must be a whole number{unit} (got {value!r})"
+    if kind == "greater_than_equal":
+        return f"{loc}: must be >= 0 (got {value!r})"
+    message = error["msg"].removeprefix("Value error, ")
+    if kind == "value_error":  # our own validators already name the value
+        return f"{loc}: {message}"
+    return f"{loc}: {message} (got {value!r})"
+
+
+def validate_policy(document: Any, source: str = "policy") -> Policy:
+    """Validate a parsed policy document, raising PolicyError with every problem."""
+    if not isinstance(document, dict):
+        raise PolicyError([f"the document must be a mapping of keys (got {type(document).__name__})"], source)
+    try:
+        return Policy.model_validate(document)
+    except ValidationError as exc:
+        raise PolicyError([_explain(e) for e in exc.errors()], source) from None
+
+
+def parse_policy(text: str, source: str = "policy") -> Policy:
+    """Parse policy YAML text and validate it."""
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise PolicyError([f"not valid YAML: {exc}"], source) from None
+    return validate_policy(document, source)
