@@ -1,0 +1,1 @@
+"""PostgreSQL ledger: engine (embedded server or a URL), sql/ migrations, the store."""
