@@ -209,16 +209,16 @@ CREATE TRIGGER epochs_forward_only BEFORE UPDATE OR DELETE ON epochs
 CREATE FUNCTION refuse_if_finalized() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     key date := CASE WHEN TG_OP = 'DELETE' THEN OLD.epoch_key ELSE NEW.epoch_key END;
+    current_status text;
 BEGIN
     IF TG_OP = 'UPDATE' AND OLD.epoch_key <> NEW.epoch_key THEN
-        PERFORM 1 FROM epochs WHERE epoch_key = OLD.epoch_key AND status = 'finalized';
-        IF FOUND THEN
-            RAISE EXCEPTION 'epoch % is finalized: its % rows are frozen', OLD.epoch_key, TG_TABLE_NAME
-                USING ERRCODE = 'integrity_constraint_violation';
-        END IF;
+        RAISE EXCEPTION 'curated rows never move between epochs (% -> %)', OLD.epoch_key, NEW.epoch_key
+            USING ERRCODE = 'integrity_constraint_violation';
     END IF;
-    PERFORM 1 FROM epochs WHERE epoch_key = key AND status = 'finalized';
-    IF FOUND THEN
+    -- FOR SHARE waits for a concurrent finalize (which holds the epoch FOR UPDATE) and
+    -- then sees its committed status, so no write slips in under a statement being built.
+    SELECT status INTO current_status FROM epochs WHERE epoch_key = key FOR SHARE;
+    IF current_status = 'finalized' THEN
         RAISE EXCEPTION 'epoch % is finalized: its % rows are frozen', key, TG_TABLE_NAME
             USING ERRCODE = 'integrity_constraint_violation';
     END IF;

@@ -209,6 +209,20 @@ class LedgerStore:
         with self.engine.connect() as conn:
             return [_epoch(r) for r in conn.execute(sa.select(t.epochs).order_by(t.epochs.c.epoch_key))]
 
+    def epoch_summaries(self) -> list[dict[str, Any]]:
+        """Per epoch: status, curated and counted events, pool total, latest statement hash."""
+        query = sa.text("""
+            SELECT e.epoch_key, e.window_start, e.window_end, e.status,
+                   (SELECT count(*) FROM activity_curation c WHERE c.epoch_key = e.epoch_key) AS events,
+                   (SELECT count(*) FROM activity_curation c WHERE c.epoch_key = e.epoch_key
+                        AND c.included AND c.recipient_id IS NOT NULL) AS counted_events,
+                   (SELECT coalesce(sum(amount), 0) FROM epoch_pool_components p WHERE p.epoch_key = e.epoch_key) AS pool,
+                   (SELECT s.statement_hash FROM payout_statements s WHERE s.epoch_key = e.epoch_key
+                        ORDER BY s.revision DESC LIMIT 1) AS statement_hash
+            FROM epochs e ORDER BY e.epoch_key""")
+        with self.engine.connect() as conn:
+            return [{**r._mapping, "epoch_key": r.epoch_key.isoformat(), "pool": int(r.pool)} for r in conn.execute(query)]
+
     def record_completeness(self, key: str, completeness: dict[str, Any], final_collection_at: datetime | None) -> None:
         """Store the completeness check of the epoch's latest collection."""
         with self.transaction() as conn:

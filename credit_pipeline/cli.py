@@ -1,0 +1,191 @@
+"""The ``credit-pipeline`` command. Thin: parse arguments, call a stage, print.
+
+Exit codes: 0 success, 1 a check failed (verify FAIL), 2 bad input or a refused
+operation. Messages go to stderr and name what to fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from credit_pipeline.core.epochs import EpochKeyError
+from credit_pipeline.core.policy import PolicyError
+from credit_pipeline.ledger.engine import DatabaseConfigError, resolve_database
+from credit_pipeline.ledger.migrations import MigrationError
+
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class CheckFailed(Exception):
+    """A verification that ran and found a mismatch (exit 1)."""
+
+
+def _store():
+    from credit_pipeline.ledger.store import LedgerStore
+
+    return LedgerStore.open()
+
+
+def _print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
+    widths = {c: max([len(c)] + [len(str(r.get(c, ""))) for r in rows]) for c in columns}
+    print("  ".join(c.ljust(widths[c]) for c in columns))
+    for row in rows:
+        print("  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns))
+
+
+# -- db ----------------------------------------------------------------------
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from credit_pipeline.ledger.engine import get_engine
+    from credit_pipeline.ledger.migrations import upgrade
+
+    target = resolve_database()
+    print(f"database: {target.describe()}")
+    applied = upgrade(get_engine())
+    print(f"applied {len(applied)} migration(s){': ' + ', '.join(applied) if applied else ' (already up to date)'}")
+    return EXIT_OK
+
+
+def cmd_db_status(args: argparse.Namespace) -> int:
+    from credit_pipeline.ledger.engine import get_engine
+    from credit_pipeline.ledger.migrations import status
+
+    target = resolve_database()
+    engine = get_engine()
+    with engine.connect() as conn:
+        version = conn.exec_driver_sql("SHOW server_version").scalar()
+    print(f"database: {target.describe()}")
+    print(f"server:   PostgreSQL {version} ({'embedded' if target.embedded else 'external'})")
+    states = status(engine)
+    _print_table([{"version": s.version, "name": s.name, "state": s.state, "applied_at": s.applied_at or ""} for s in states],
+                 ["version", "name", "state", "applied_at"])
+    bad = [s for s in states if s.state != "applied"]
+    if bad:
+        print(f"{len(bad)} migration(s) not applied as on disk: run `credit-pipeline db upgrade`", file=sys.stderr)
+        return EXIT_CHECK_FAILED
+    return EXIT_OK
+
+
+# -- policy ------------------------------------------------------------------
+
+
+def cmd_policy_check(args: argparse.Namespace) -> int:
+    from credit_pipeline.stages.settings import load_policy, policy_path
+
+    policy = load_policy(args.policy)
+    print(f"{policy_path(args.policy)}: valid (version {policy.version})")
+    print(f"policy hash: {policy.policy_hash}")
+    return EXIT_OK
+
+
+# -- epochs ------------------------------------------------------------------
+
+
+def cmd_epochs(args: argparse.Namespace) -> int:
+    from credit_pipeline.stages.report import epoch_overview
+
+    rows = epoch_overview(_store())
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+    elif not rows:
+        print("no epochs yet: collect activity first (credit-pipeline collect --epoch KEY)")
+    else:
+        _print_table(rows, ["key", "window", "status", "events", "pool", "statement_hash"])
+    return EXIT_OK
+
+
+# -- identity ------------------------------------------------------------------
+
+
+def cmd_identity_bind(args: argparse.Namespace) -> int:
+    from credit_pipeline.stages.settings import current_actor
+
+    evidence = {"note": args.evidence} if args.evidence else {}
+    new = _store().bind(args.provider, args.external_id, args.user_id, actor=current_actor(), evidence=evidence)
+    print(f"{args.provider}:{args.external_id} -> {args.user_id}" + ("" if new else " (already bound)"))
+    return EXIT_OK
+
+
+def cmd_identity_revoke(args: argparse.Namespace) -> int:
+    from credit_pipeline.stages.settings import current_actor
+
+    evidence = {"note": args.evidence} if args.evidence else {}
+    user = _store().revoke(args.provider, args.external_id, actor=current_actor(), evidence=evidence)
+    print(f"{args.provider}:{args.external_id} is no longer bound to {user}")
+    return EXIT_OK
+
+
+def cmd_identity_list(args: argparse.Namespace) -> int:
+    rows = [{"provider": p, "external_id": e, "user_id": u} for (p, e), u in sorted(_store().bindings().items())]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        _print_table(rows, ["provider", "external_id", "user_id"])
+    return EXIT_OK
+
+
+# -- parser --------------------------------------------------------------------
+
+
+def _identity_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("provider", choices=["github", "discord"])
+    p.add_argument("external_id", help="GitHub numeric user id or Discord user snowflake (never a login)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="credit-pipeline", description="Transparent weekly contributor payouts on Dagster.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    db = sub.add_parser("db", help="ledger database: upgrade, status").add_subparsers(dest="db_command", required=True)
+    db.add_parser("upgrade", help="apply pending sql/ migrations").set_defaults(func=cmd_db_upgrade)
+    db.add_parser("status", help="show the database, the server and applied migrations").set_defaults(func=cmd_db_status)
+
+    policy = sub.add_parser("policy", help="the weight policy").add_subparsers(dest="policy_command", required=True)
+    check = policy.add_parser("check", help="validate a policy file and print its hash")
+    check.add_argument("--policy", help="policy file (default $CREDIT_PIPELINE_POLICY or ./policy.yaml)")
+    check.set_defaults(func=cmd_policy_check)
+
+    epochs = sub.add_parser("epochs", help="list epochs: key, window, status, events, pool, statement hash")
+    epochs.add_argument("--json", action="store_true")
+    epochs.set_defaults(func=cmd_epochs)
+
+    identity = sub.add_parser("identity", help="bind platform accounts to people").add_subparsers(dest="identity_command", required=True)
+    bind = identity.add_parser("bind", help="bind an account to a person")
+    _identity_args(bind)
+    bind.add_argument("user_id", help="the person's id in your DAO (e.g. alice)")
+    bind.add_argument("--evidence", help="why this binding is right (a link, a signed message)")
+    bind.set_defaults(func=cmd_identity_bind)
+    revoke = identity.add_parser("revoke", help="remove an account's binding (logged)")
+    _identity_args(revoke)
+    revoke.add_argument("--evidence")
+    revoke.set_defaults(func=cmd_identity_revoke)
+    listing = identity.add_parser("list", help="current bindings")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(func=cmd_identity_list)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from credit_pipeline.ledger.store import LedgerError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except CheckFailed as exc:
+        print(f"FAIL: {exc}", file=sys.stderr)
+        return EXIT_CHECK_FAILED
+    except (PolicyError, EpochKeyError, LedgerError, MigrationError, DatabaseConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
