@@ -118,6 +118,15 @@ class LedgerStore:
         with self.engine.begin() as conn:
             yield conn
 
+    @contextmanager
+    def _reading(self, conn: Connection | None) -> Iterator[Connection]:
+        """Read on the caller's connection (inside its transaction) or a fresh one."""
+        if conn is not None:
+            yield conn
+        else:
+            with self.engine.connect() as fresh:
+                yield fresh
+
     # -- events and cursors -------------------------------------------------
 
     def record_page(self, events: Sequence[ActivityEvent], cursor: CursorAdvance | None) -> PageWrite:
@@ -179,6 +188,16 @@ class LedgerStore:
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(t.activity_events).where(t.activity_events.c.event_id == event_id)).first()
         return None if row is None else dict(row._mapping)
+
+    def payloads(self, event_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Stored raw payloads by event id (fetched in batches)."""
+        e = t.activity_events.c
+        found: dict[str, dict[str, Any]] = {}
+        with self.engine.connect() as conn:
+            for i in range(0, len(event_ids), 5000):
+                batch = list(event_ids[i:i + 5000])
+                found.update({r.event_id: r.payload for r in conn.execute(sa.select(e.event_id, e.payload).where(e.event_id.in_(batch)))})
+        return found
 
     # -- epochs --------------------------------------------------------------
 
@@ -295,7 +314,7 @@ class LedgerStore:
             if done.rowcount == 0:
                 raise LedgerError(f"event {event_id} is not curated into any epoch yet; run resolution for its epoch first")
 
-    def curated_events(self, key: str) -> list[dict[str, Any]]:
+    def curated_events(self, key: str, conn: Connection | None = None) -> list[dict[str, Any]]:
         """The epoch's curation rows joined with their events (no payloads)."""
         c, e = t.activity_curation.c, t.activity_events.c
         query = (
@@ -305,7 +324,7 @@ class LedgerStore:
             .where(c.epoch_key == parse_epoch_key(key))
             .order_by(c.event_id)
         )
-        with self.engine.connect() as conn:
+        with self._reading(conn) as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
 
     # -- allocations ---------------------------------------------------------
@@ -352,9 +371,9 @@ class LedgerStore:
                                                           activity_count=0, algorithm_version="manual", **values)
             conn.execute(stmt.on_conflict_do_update(index_elements=["epoch_key", "recipient_id"], set_=values))
 
-    def allocations(self, key: str) -> list[dict[str, Any]]:
+    def allocations(self, key: str, conn: Connection | None = None) -> list[dict[str, Any]]:
         a = t.epoch_allocations.c
-        with self.engine.connect() as conn:
+        with self._reading(conn) as conn:
             rows = conn.execute(sa.select(t.epoch_allocations).where(a.epoch_key == parse_epoch_key(key)).order_by(a.recipient_id))
             return [dict(r._mapping) for r in rows]
 
@@ -388,9 +407,9 @@ class LedgerStore:
                                   "record the difference as a top_up instead")
             return False
 
-    def pool_components(self, key: str) -> list[dict[str, Any]]:
+    def pool_components(self, key: str, conn: Connection | None = None) -> list[dict[str, Any]]:
         p = t.epoch_pool_components.c
-        with self.engine.connect() as conn:
+        with self._reading(conn) as conn:
             rows = conn.execute(sa.select(t.epoch_pool_components).where(p.epoch_key == parse_epoch_key(key)).order_by(p.component_id))
             return [{**r._mapping, "amount": int(r.amount)} for r in rows]
 
@@ -411,18 +430,21 @@ class LedgerStore:
             except sa.exc.IntegrityError:
                 raise LedgerError(f"this signature or signer already approved allocation {allocation_set_hash[:12]} of epoch {key}") from None
 
-    def approvals(self, key: str) -> list[dict[str, Any]]:
+    def approvals(self, key: str, conn: Connection | None = None) -> list[dict[str, Any]]:
         a = t.epoch_approvals.c
-        with self.engine.connect() as conn:
+        with self._reading(conn) as conn:
             rows = conn.execute(sa.select(t.epoch_approvals).where(a.epoch_key == parse_epoch_key(key)).order_by(a.approval_id))
             return [{**r._mapping, "pool_total": int(r.pool_total)} for r in rows]
 
-    def finalize(self, key: str, build: Callable[[EpochRecord], dict[str, Any]]) -> tuple[dict[str, Any], bool]:
+    def finalize(self, key: str, build: Callable[[Connection, EpochRecord, datetime], dict[str, Any]]) -> tuple[dict[str, Any], bool]:
         """Write the epoch's statement and move it to finalized, in one transaction.
 
-        ``build`` receives the locked epoch and returns the bundle; it runs inside the
-        transaction, so what it reads through this store cannot change underneath.
-        A finalized epoch returns its stored statement unchanged (``False``).
+        ``build(conn, epoch, finalized_at)`` returns the bundle; it reads through
+        ``conn`` while this transaction holds the epoch row ``FOR UPDATE``, and every
+        curation/allocation write waits on that lock (see the freeze trigger), so
+        nothing changes between what is read and what is written. A finalized epoch
+        returns its stored statement unchanged (``False``); a concurrent second
+        finalize waits for the first and then does the same.
         """
         with self.transaction() as conn:
             epoch = self._epoch(conn, key, lock=True)
@@ -430,13 +452,14 @@ class LedgerStore:
                 return self._latest_statement(conn, key), False
             if epoch.status != "review":
                 raise EpochStateError(f"epoch {key} is {epoch.status}; only an epoch in review can be finalized")
-            bundle = build(epoch)
+            finalized_at = conn.execute(sa.select(sa.func.now())).scalar()
+            bundle = build(conn, epoch, finalized_at)
             conn.execute(sa.insert(t.payout_statements).values(
                 statement_hash=bundle["statement_hash"], epoch_key=parse_epoch_key(key), revision=1,
                 allocation_set_hash=bundle["allocation_set_hash"], pool_total=bundle["pool"]["total"],
                 bundle=statement_bytes(bundle).decode("utf-8")))
             conn.execute(sa.update(t.epochs).where(t.epochs.c.epoch_key == parse_epoch_key(key))
-                         .values(status="finalized", finalized_at=sa.func.now()))
+                         .values(status="finalized", finalized_at=finalized_at))
             return bundle, True
 
     def _latest_statement(self, conn: Connection, key: str) -> dict[str, Any]:

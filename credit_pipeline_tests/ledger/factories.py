@@ -9,7 +9,7 @@ from credit_pipeline.core.events import ActivityEvent, github_pr_event_id
 RETRIEVED = datetime(2026, 2, 24, tzinfo=UTC)
 
 
-def pr_event(number: int, when: datetime, user_id: str = "583231", login: str = "octocat", repo: str = "acme/widgets") -> ActivityEvent:
+def pr_event(number: int, when: datetime, user_id: str | None = "583231", login: str = "octocat", repo: str = "acme/widgets") -> ActivityEvent:
     return ActivityEvent(
         event_id=github_pr_event_id(repo, number),
         source="github",
@@ -19,7 +19,7 @@ def pr_event(number: int, when: datetime, user_id: str = "583231", login: str = 
         artifact_url=f"https://github.com/{repo}/pull/{number}",
         event_time=when,
         metadata={"repo": repo, "number": number},
-        payload={"number": number, "merged_at": when.isoformat(), "user": {"id": int(user_id), "login": login}, "title": f"PR #{number} ✓"},
+        payload={"number": number, "merged_at": when.isoformat(), "user": {"id": int(user_id) if user_id else 10137, "login": login}, "title": f"PR #{number} ✓"},
         producer="test",
         producer_version="1",
         retrieved_at=RETRIEVED,

@@ -137,7 +137,7 @@ def finalize_ready_epoch(store):
     store.enter_review(KEY, POLICY, PHASH, ["0x" + "1" * 40])
     store.record_approval(KEY, allocation_set_hash="e" * 64, policy_hash=PHASH, pool_total=100, message="m", signer="0x" + "1" * 40, signature="0xsig")
     bundle = {"statement_hash": "d" * 64, "allocation_set_hash": "e" * 64, "pool": {"total": 100}, "payouts": []}
-    return store.finalize(KEY, lambda epoch: bundle)
+    return store.finalize(KEY, lambda conn, epoch, at: bundle)
 
 
 def test_epoch_status_forward_only_and_pinned_policy(store):
@@ -166,7 +166,7 @@ def test_finalize_writes_once_and_freezes_the_epoch(store):
     store.upsert_allocations(KEY, [ProposedAllocation("alice", 8000, 1)], "weight-sum-v1")
     bundle, written = finalize_ready_epoch(store)
     assert written and store.get_epoch(KEY).status == "finalized"
-    again, written_again = store.finalize(KEY, lambda epoch: pytest.fail("must not rebuild"))
+    again, written_again = store.finalize(KEY, lambda conn, epoch, at: pytest.fail("must not rebuild"))
     assert not written_again and again == bundle
     assert store.statement(KEY) == bundle
     frozen = [
@@ -193,7 +193,7 @@ def test_finalize_writes_once_and_freezes_the_epoch(store):
 def test_finalize_refuses_an_open_epoch(store):
     store.ensure_epoch(KEY)
     with pytest.raises(EpochStateError, match="only an epoch in review can be finalized"):
-        store.finalize(KEY, lambda epoch: {})
+        store.finalize(KEY, lambda conn, epoch, at: {})
 
 
 def test_approvals_are_append_only_and_unique(store):

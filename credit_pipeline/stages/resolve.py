@@ -1,0 +1,101 @@
+"""Identity resolution: curate every event of a window into its epoch (SPEC §5).
+
+Runs on every pass for epochs that are not finalized, so a binding added later
+resolves earlier activity of open and review epochs. An open epoch takes every
+event of its window; an epoch in review only re-resolves the events it already
+holds, and new facts for its window are reported as *late*. Admin curation
+(exclusions, weight overrides, notes) is never touched.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from credit_pipeline.core.allocation import CLAIMANT, CuratedEvent, event_weight, resolve_recipient
+from credit_pipeline.core.policy import Policy, validate_policy
+from credit_pipeline.ledger.store import CurationProposal, EpochRecord, LedgerStore
+
+
+@dataclass(frozen=True)
+class UnresolvedAccount:
+    provider: str
+    external_id: str
+    login: str | None
+    events: int
+    weight: int
+
+
+@dataclass
+class ResolveReport:
+    epoch_key: str
+    status: str
+    events_in_window: int = 0
+    curated: int = 0
+    written: int = 0
+    late_events: list[str] = field(default_factory=list)
+    by_resolution: dict[str, int] = field(default_factory=dict)
+    unresolved: list[UnresolvedAccount] = field(default_factory=list)
+
+    @property
+    def resolved(self) -> int:
+        return self.by_resolution.get("bound", 0)
+
+    @property
+    def unresolved_events(self) -> int:
+        return self.by_resolution.get(CLAIMANT, 0) + self.by_resolution.get("unresolved_excluded", 0)
+
+
+def effective_policy(epoch: EpochRecord, current: Policy) -> Policy:
+    """The epoch's pinned policy once it is in review; the current one while open."""
+    return validate_policy(epoch.policy, f"pinned policy of epoch {epoch.key}") if epoch.policy else current
+
+
+def resolve_epoch(store: LedgerStore, key: str, policy: Policy) -> ResolveReport:
+    """Curate the window's events into epoch ``key`` with their current resolution."""
+    epoch = store.ensure_epoch(key)
+    report = ResolveReport(epoch_key=key, status=epoch.status)
+    events = store.events_between(epoch.start, epoch.end)
+    report.events_in_window = len(events)
+    already = {row["event_id"] for row in store.curated_events(key)}
+    report.late_events = sorted(e["event_id"] for e in events if e["event_id"] not in already) if epoch.status != "open" else []
+    if epoch.status != "finalized":
+        rules = effective_policy(epoch, policy)
+        bindings = store.bindings()
+        proposals = []
+        for e in events:
+            if epoch.status == "review" and e["event_id"] not in already:
+                continue  # late: recorded as a fact, never curated into a reviewed epoch
+            r = resolve_recipient(source=e["source"], platform_user_id=e["platform_user_id"], login=e["platform_login"],
+                                  is_bot=e["is_bot"], bindings=bindings, policy=rules)
+            proposals.append(CurationProposal(e["event_id"], r.recipient_id, r.resolution))
+        report.written = store.curate(key, proposals)
+    summarize_curation(store, key, effective_policy(epoch, policy), report)
+    return report
+
+
+def summarize_curation(store: LedgerStore, key: str, policy: Policy, report: ResolveReport) -> None:
+    """Fill counts by resolution and the unresolved accounts (login, events, weight)."""
+    rows = store.curated_events(key)
+    report.curated = len(rows)
+    report.by_resolution = dict(Counter(r["resolution"] for r in rows))
+    accounts: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        if r["resolution"] in (CLAIMANT, "unresolved_excluded"):
+            accounts.setdefault((r["source"], r["platform_user_id"]), []).append(r)
+    report.unresolved = sorted(
+        (
+            UnresolvedAccount(
+                provider=provider,
+                external_id=external_id,
+                login=max(items, key=lambda i: i["event_time"])["platform_login"],
+                events=sum(1 for i in items if i["included"]),
+                weight=sum(
+                    event_weight(CuratedEvent(i["event_id"], i["source"], i["event_type"], i["recipient_id"], i["included"], i["weight_override"]), policy.weights)
+                    for i in items if i["included"]
+                ),
+            )
+            for (provider, external_id), items in accounts.items()
+        ),
+        key=lambda a: (-a.weight, a.provider, a.external_id),
+    )
