@@ -1,0 +1,121 @@
+"""Expected events of a window, straight from the generator's records (no wire format involved).
+
+Choices (also in the README of the sandbox package docstring):
+
+- Windows are half-open ``[start, end)``: an item at exactly ``end`` belongs to the next window.
+- PRs count when ``merged_at`` is in the window (closed-unmerged and open PRs never do).
+- Reviews count when ``submitted_at`` is in the window, whatever the PR's state; PENDING never counts.
+- Issues count when a real issue (not a PR listed by the issues endpoint) has ``closed_at`` in the
+  window, including ``state_reason: not_planned``.
+- Messages count when their snowflake time is in the window and the channel is allow-listed.
+- Deleted GitHub user: PRs/issues (REST) are attributed to the ghost account ("10137", "ghost");
+  reviews (GraphQL) have ``platform_user_id`` None and ``platform_login`` None (``author: null``).
+- Logins are the login at the event time (renamed users show the old login before the rename);
+  review logins are GraphQL logins, so bots show without the ``[bot]`` suffix.
+"""
+
+from __future__ import annotations
+
+import bisect
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from credit_pipeline.sandbox.ids import snowflake_time, time_snowflake
+from credit_pipeline.sandbox.model import GHOST, ExpectedEvent, GitHubUser
+
+if TYPE_CHECKING:
+    from credit_pipeline.sandbox.org import SampleOrg
+
+
+def rest_user(user: GitHubUser) -> GitHubUser:
+    """The account REST shows: deleted users become GitHub's ghost."""
+    return GHOST if user.deleted else user
+
+
+def graphql_login(user: GitHubUser, moment: datetime | None) -> str:
+    """GraphQL ``Bot.login`` has no ``[bot]`` suffix (``dependabot``, not ``dependabot[bot]``)."""
+    login = user.login_at(moment)
+    return login.removesuffix("[bot]") if user.type == "Bot" else login
+
+
+def expected_events(
+    org: "SampleOrg",
+    start: datetime,
+    end: datetime,
+    source: str | None = None,
+    *,
+    channels: list[int | str] | None = None,
+    html_base: str = "https://github.com",
+) -> dict[str, ExpectedEvent]:
+    if source not in (None, "github", "discord"):
+        raise ValueError(f"unknown source {source!r}; use 'github', 'discord' or None")
+    events: dict[str, ExpectedEvent] = {}
+    if source in (None, "github"):
+        events.update(_github_events(org, start, end, html_base.rstrip("/")))
+    if source in (None, "discord"):
+        events.update(_discord_events(org, start, end, channels))
+    return dict(sorted(events.items()))
+
+
+def _github_events(org: "SampleOrg", start: datetime, end: datetime, html: str) -> dict[str, ExpectedEvent]:
+    events: dict[str, ExpectedEvent] = {}
+    for repo in org.repos:
+        name = repo.full_name
+        for pr in repo.pulls:
+            if pr.merged_at and start <= pr.merged_at < end:
+                author = rest_user(pr.author)
+                event_id = f"github:pr:{name}:{pr.number}"
+                events[event_id] = ExpectedEvent(
+                    event_id, "github", "pr_merged", str(author.id), author.login_at(pr.event_time), author.is_bot,
+                    pr.merged_at, f"{html}/{name}/pull/{pr.number}", repo=name, number=pr.number,
+                )
+            for review in pr.reviews:
+                when = review.submitted_at
+                if review.state == "PENDING" or when is None or not start <= when < end:
+                    continue
+                event_id = f"github:review:{name}:{pr.number}:{review.id}"
+                deleted = review.author.deleted
+                events[event_id] = ExpectedEvent(
+                    event_id, "github", "review_submitted",
+                    None if deleted else str(review.author.id),
+                    None if deleted else graphql_login(review.author, when),
+                    review.author.is_bot, when, f"{html}/{name}/pull/{pr.number}#pullrequestreview-{review.id}",
+                    repo=name, number=pr.number, review_id=review.id, review_state=review.state,
+                )
+        for issue in repo.issues:
+            if issue.closed_at and start <= issue.closed_at < end:
+                author = rest_user(issue.author)
+                closer = rest_user(issue.closed_by) if issue.closed_by else None
+                event_id = f"github:issue:{name}:{issue.number}"
+                events[event_id] = ExpectedEvent(
+                    event_id, "github", "issue_closed", str(author.id), author.login_at(issue.closed_at),
+                    author.is_bot, issue.closed_at, f"{html}/{name}/issues/{issue.number}", repo=name,
+                    number=issue.number,
+                    closer_id=str(closer.id) if closer else None,
+                    closer_login=closer.login_at(issue.closed_at) if closer else None,
+                    closer_is_bot=closer.is_bot if closer else False,
+                )
+    return events
+
+
+def _discord_events(
+    org: "SampleOrg", start: datetime, end: datetime, channels: list[int | str] | None
+) -> dict[str, ExpectedEvent]:
+    wanted = {int(c) for c in channels} if channels is not None else {c.id for c in org.allow_listed_channels}
+    low, high = time_snowflake(start), time_snowflake(end)
+    guild = org.guild.id
+    events: dict[str, ExpectedEvent] = {}
+    for channel in org.guild.channels:
+        if channel.id not in wanted:
+            continue
+        first = bisect.bisect_left(channel.message_ids, low)
+        last = bisect.bisect_left(channel.message_ids, high)
+        for message in channel.messages[first:last]:
+            created = snowflake_time(message.id)
+            event_id = f"discord:message:{guild}:{channel.id}:{message.id}"
+            events[event_id] = ExpectedEvent(
+                event_id, "discord", "message_sent", str(message.author.id), message.author.username_at(created),
+                message.author.bot, created, f"https://discord.com/channels/{guild}/{channel.id}/{message.id}",
+                guild_id=str(guild), channel_id=str(channel.id), message_id=str(message.id),
+            )
+    return events
