@@ -238,8 +238,8 @@ class DiscordSandboxServer:
     def __init__(self, org: SampleOrg, host: str = "127.0.0.1", port: int = 0, token: str | None = None,
                  log: RequestLog | None = None, faults: FaultPlan | None = None, message_content: bool = True,
                  bucket_limit: int = 50, bucket_window: float = 1.0) -> None:
-        self.log = log or RequestLog()
-        self.faults = faults or FaultPlan()
+        self.log = log if log is not None else RequestLog()
+        self.faults = faults if faults is not None else FaultPlan()
         self.app = DiscordApp(org, self.log, self.faults, token, message_content, bucket_limit, bucket_window)
         self._thread = ServerThread(self.app, host, port)
 

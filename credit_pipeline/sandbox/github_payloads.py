@@ -185,7 +185,8 @@ class GitHubRenderer:
         PRs come back too, with a ``pull_request`` key and ``/pull/`` in ``html_url``, as on GitHub."""
         api, web, n = f"{self.base}/repos/{item.repo}", f"{self.base}/{item.repo}", item.number
         is_pr = isinstance(item, PullRequest)
-        closer = (item.merged_by if is_pr else item.closed_by) if item.closed_at else None
+        # A closed-unmerged PR is taken to be closed by its author.
+        closer = ((item.merged_by or item.author) if is_pr else item.closed_by) if item.closed_at else None
         out: dict[str, Any] = {
             "id": item.issue_id if is_pr else item.id,
             "node_id": github_node_id("Issue", item.issue_id if is_pr else item.id),

@@ -329,8 +329,8 @@ class GitHubSandboxServer:
     def __init__(self, org: SampleOrg, host: str = "127.0.0.1", port: int = 0, token: str | None = None,
                  log: RequestLog | None = None, faults: FaultPlan | None = None,
                  rate_limits: dict[str, tuple[int, float]] | None = None) -> None:
-        self.log = log or RequestLog()
-        self.faults = faults or FaultPlan()
+        self.log = log if log is not None else RequestLog()
+        self.faults = faults if faults is not None else FaultPlan()
         self.app = GitHubApp(org, self.log, self.faults, token, rate_limits)
         self._thread = ServerThread(self.app, host, port)
 

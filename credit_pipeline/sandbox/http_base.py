@@ -165,8 +165,9 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as exc:  # e.g. a corrupted value that is not JSON-serialisable
             response = Response(500, {"message": f"sandbox error: {type(exc).__name__}: {exc}"})
             data = json.dumps(response.payload).encode()
-        self._send(response, data)
+        # Record before replying: a client that reads the log right after its response must see it.
         self._record(request, response.status, kind)
+        self._send(response, data)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _dispatch
 
