@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection, Engine
 
@@ -53,8 +54,12 @@ class CursorAdvance:
 
 @dataclass(frozen=True)
 class PageWrite:
-    new: int
+    new_ids: list[str]
     seen: int
+
+    @property
+    def new(self) -> int:
+        return len(self.new_ids)
 
 
 @dataclass(frozen=True)
@@ -136,18 +141,18 @@ class LedgerStore:
         nor the cursor are written, so a cursor never passes an uncommitted event.
         """
         with self.transaction() as conn:
-            new = self._insert_events(conn, events)
+            new_ids = self._insert_events(conn, events)
             if cursor is not None:
                 self._advance_cursor(conn, cursor)
-        return PageWrite(new=new, seen=len(events) - new)
+        return PageWrite(new_ids=new_ids, seen=len(events) - len(new_ids))
 
-    def _insert_events(self, conn: Connection, events: Sequence[ActivityEvent]) -> int:
+    def _insert_events(self, conn: Connection, events: Sequence[ActivityEvent]) -> list[str]:
         if not events:
-            return 0
+            return []
         stmt = pg_insert(t.activity_events).on_conflict_do_nothing(index_elements=["event_id"])
         # insertmanyvalues batches these into multi-row INSERTs with RETURNING.
         result = conn.execute(stmt.returning(t.activity_events.c.event_id), [_event_row(e) for e in events])
-        return len(result.all())
+        return [row.event_id for row in result]
 
     def _advance_cursor(self, conn: Connection, cursor: CursorAdvance) -> None:
         stmt = pg_insert(t.source_cursors).values(
@@ -243,12 +248,31 @@ class LedgerStore:
             return [{**r._mapping, "epoch_key": r.epoch_key.isoformat(), "pool": int(r.pool)} for r in conn.execute(query)]
 
     def record_completeness(self, key: str, completeness: dict[str, Any], final_collection_at: datetime | None) -> None:
-        """Store the completeness check of the epoch's latest collection."""
+        """Merge per-stream completeness results into the epoch (other streams' entries stay)."""
+        e = t.epochs.c
         with self.transaction() as conn:
-            values: dict[str, Any] = {"completeness": completeness}
+            values: dict[str, Any] = {"completeness": sa.func.coalesce(e.completeness, sa.cast({}, JSONB)).op("||")(sa.cast(completeness, JSONB))}
             if final_collection_at is not None:
-                values["final_collection_at"] = final_collection_at
-            conn.execute(sa.update(t.epochs).where(t.epochs.c.epoch_key == parse_epoch_key(key)).values(**values))
+                values["final_collection_at"] = sa.func.greatest(e.final_collection_at, final_collection_at)
+            conn.execute(sa.update(t.epochs).where(e.epoch_key == parse_epoch_key(key)).values(**values))
+
+    def event_counts(self, start: datetime, end: datetime, source: str) -> dict[tuple[str, str], int]:
+        """Stored facts in ``[start, end)`` per (event_type, repo or channel)."""
+        e = t.activity_events.c
+        ref = sa.func.coalesce(e.metadata["repo"].astext, e.metadata["channel_id"].astext)
+        query = (sa.select(e.event_type, ref.label("ref"), sa.func.count()).where(e.source == source, e.event_time >= start, e.event_time < end)
+                 .group_by(e.event_type, ref))
+        with self.engine.connect() as conn:
+            return {(r.event_type, r.ref): r[2] for r in conn.execute(query)}
+
+    def event_times(self, event_ids: Sequence[str]) -> dict[str, datetime]:
+        e = t.activity_events.c
+        with self.engine.connect() as conn:
+            return {r.event_id: r.event_time for r in conn.execute(sa.select(e.event_id, e.event_time).where(e.event_id.in_(list(event_ids))))}
+
+    def epoch_statuses(self) -> dict[str, str]:
+        with self.engine.connect() as conn:
+            return {r.epoch_key.isoformat(): r.status for r in conn.execute(sa.select(t.epochs.c.epoch_key, t.epochs.c.status))}
 
     def waive_completeness(self, key: str, actor: str, reason: str) -> None:
         if not reason.strip():

@@ -1,0 +1,1 @@
+"""Source adapters behind one small protocol: GitHub (PyGithub) and Discord (discord.py)."""

@@ -1,0 +1,389 @@
+"""GitHub through PyGithub: merged PRs, submitted reviews, closed issues (SPEC §3, §4).
+
+Costs are bounded by pages, never by items: PRs and issues are listed 100 a page
+newest-updated first and the listing stops at the first item updated before the
+stop point; reviews ride along with their PRs in one GraphQL page (a PR with more
+than 100 reviews costs one more page). PyGithub's requester does the HTTP, the auth
+and the retries (5xx, 403 secondary limits, primary-limit resets); this module
+adds what it lacks: 429 without Retry-After, GraphQL ``RATE_LIMITED`` in an HTTP 200,
+proactive waits when the primary budget is spent, and a cap on any single wait.
+
+Cursor (per stream and repo): ``{"through": T}`` means every fact updated between
+the open window's start and ``T`` is stored. A pass advances ``through`` only with
+its last page; pages before that record how far the pass reached.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import requests
+from github import Auth, Github, GithubException, GithubRetry
+from github.GithubException import BadCredentialsException, RateLimitExceededExceedsMaxWait
+
+from credit_pipeline.core.events import (
+    GITHUB_GHOST_ID,
+    GITHUB_GHOST_LOGIN,
+    ActivityEvent,
+    github_issue_event_id,
+    github_pr_event_id,
+    github_review_event_id,
+)
+from credit_pipeline.sources.base import (
+    MalformedItem,
+    Page,
+    Probe,
+    RateLimitTooLong,
+    SourceAuthError,
+    SourceError,
+    StreamRef,
+    Telemetry,
+    Window,
+)
+from credit_pipeline.sources.fields import field, integer, iso, timestamp
+from credit_pipeline.sources.github_graphql import PULLS_WITH_REVIEWS, PROBE_PULLS, REVIEWS_OF_PULL
+
+PRODUCER = "credit_pipeline.sources.github"
+PRODUCER_VERSION = "1"
+DEFAULT_API_URL = "https://api.github.com"
+STREAMS = ("pull_requests", "reviews", "issues")
+# Items updated within this many seconds before ``through`` are listed again, so a
+# fact written in the same second as the last pass's head is never missed.
+OVERLAP = timedelta(seconds=2)
+
+
+def _recording_retry(telemetry: Telemetry, max_wait: float) -> type[GithubRetry]:
+    """A GithubRetry that logs each wait and also waits out a 429 without Retry-After."""
+
+    class RecordingRetry(GithubRetry):
+        def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):  # type: ignore[override]
+            retry = super().increment(method, url, response, error, _pool, _stacktrace)
+            if response is not None:
+                after = response.headers.get("Retry-After")
+                wait = float(after) if after and after.replace(".", "", 1).isdigit() else None
+                if response.status == 429 and wait is None:
+                    wait = self.secondary_rate_wait  # GitHub: wait at least a minute when not told
+                    retry.get_backoff_time = lambda: wait  # type: ignore[method-assign]
+                if wait is not None and wait > max_wait:
+                    raise RateLimitExceededExceedsMaxWait(response.status, {"message": "Retry-After too long"}, dict(response.headers), wait=wait)
+            return retry
+
+        def sleep(self, response=None) -> None:  # type: ignore[override]
+            started = datetime.now(UTC)
+            super().sleep(response)
+            waited = (datetime.now(UTC) - started).total_seconds()
+            if waited >= 0.05:
+                status = getattr(response, "status", "connection error")
+                telemetry.wait(waited, f"GitHub {status}: retried after waiting")
+
+    return RecordingRetry
+
+
+class GitHubSource:
+    """Collects one policy's repos and streams from a GitHub API (real or sandbox)."""
+
+    name = "github"
+
+    def __init__(self, token: str | None, repos: list[str], *, api_url: str | None = None, streams: tuple[str, ...] = STREAMS,
+                 issue_credit: str = "author", max_wait: float = 900.0, secondary_wait: float = 60.0,
+                 retries: int = 8, backoff: float = 1.0, graphql_rate_wait: float = 60.0):
+        if not token:
+            raise SourceAuthError("GITHUB_TOKEN is not set: create a token with read access to the policy's repos "
+                                  "(classic: repo scope; fine-grained: Metadata, Pull requests and Issues read) and export it")
+        self.repos = list(repos)
+        self.stream_names = tuple(s for s in STREAMS if s in streams)
+        self.issue_credit = issue_credit
+        self.max_wait = max_wait
+        self.graphql_rate_wait = graphql_rate_wait
+        self.telemetry = Telemetry()
+        retry = _recording_retry(self.telemetry, max_wait)(total=retries, backoff_factor=backoff, secondary_rate_wait=secondary_wait,
+                                                           max_rate_limit_wait=max_wait, status_forcelist=list(range(500, 600)) + [429])
+        self.api_url = (api_url or DEFAULT_API_URL).rstrip("/")
+        self.gh = Github(base_url=self.api_url, auth=Auth.Token(token), per_page=100, seconds_between_requests=0,
+                         seconds_between_writes=0, lazy=True, retry=retry)
+        self.requester = self.gh.requester
+
+    # -- protocol --------------------------------------------------------------
+
+    def streams(self) -> list[StreamRef]:
+        return [StreamRef("github", s, r) for s in self.stream_names for r in self.repos]
+
+    def collect(self, window: Window, cursors: Mapping[StreamRef, dict[str, Any] | None], *, full: bool) -> Iterator[Page]:
+        for ref in self.streams():
+            cursor = cursors.get(ref) or {}
+            through = None if full or not cursor.get("through") else datetime.fromisoformat(cursor["through"].replace("Z", "+00:00"))
+            stop = window[0] if through is None else max(window[0], through - OVERLAP)
+            pages = {"pull_requests": self._pull_pages, "reviews": self._review_pages, "issues": self._issue_pages}[ref.stream]
+            yield from pages(ref, stop, cursor)
+
+    def probe(self, cursors: Mapping[StreamRef, dict[str, Any] | None]) -> list[Probe]:
+        probes = []
+        for ref in self.streams():
+            head = self._head(ref)
+            through = (cursors.get(ref) or {}).get("through")
+            has_new = head is not None and (through is None or head > through)
+            reason = "no activity at all" if head is None else (f"head {head} is past cursor {through}" if has_new else f"nothing updated since {through}")
+            probes.append(Probe(ref, has_new, head, reason))
+        return probes
+
+    def totals(self, window: Window) -> dict[StreamRef, int | None]:
+        """Search counts per repo: merged PRs and closed issues in the window (reviews are not countable)."""
+        last = window[1] - timedelta(seconds=1)  # search ranges are inclusive, in whole seconds
+        span = f"{iso(window[0])}..{iso(last)}"
+        totals: dict[StreamRef, int | None] = {}
+        for ref in self.streams():
+            qualifier = {"pull_requests": f"is:pr is:merged merged:{span}", "issues": f"is:issue is:closed closed:{span}"}.get(ref.stream)
+            if qualifier is None:
+                totals[ref] = None
+                continue
+            _, data = self._request("GET", "/search/issues", {"q": f"repo:{ref.ref} {qualifier}", "per_page": 1}, what=f"search for {ref}")
+            totals[ref] = int(field(data, "total_count", f"search result for {ref}"))
+        return totals
+
+    # -- REST streams ----------------------------------------------------------
+
+    def _list_pages(self, ref: StreamRef, path: str, params: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
+        url: str | None = path
+        while url:
+            headers, items = self._request("GET", url, params, what=f"{ref}")
+            if not isinstance(items, list):
+                raise MalformedItem(f"{ref}: expected a list from {url}, got {type(items).__name__}")
+            yield items
+            url, params = _next_link(headers), None
+
+    def _rest_pages(self, ref: StreamRef, stop: datetime, cursor: dict[str, Any], path: str, params: dict[str, Any],
+                    to_event) -> Iterator[Page]:
+        head: str | None = None
+        for items in self._list_pages(ref, path, params):
+            events, done = [], False
+            for item in items:
+                number = integer(item, "number", f"{ref}: an item")
+                what = f"{ref}#{number}"
+                updated = timestamp(item, "updated_at", what)
+                head = head or iso(updated)
+                if updated < stop:
+                    done = True
+                    break
+                event = to_event(ref, item, what)
+                if event is not None:
+                    events.append(event)
+            last = done or len(items) < 100
+            yield Page(ref, events, _cursor(cursor, head, stop, last), last=last)
+            if done:
+                return
+        if head is None:  # nothing listed at all: the stream is complete as it stands
+            yield Page(ref, [], _cursor(cursor, None, stop, True), last=True)
+
+    def _pull_pages(self, ref: StreamRef, stop: datetime, cursor: dict[str, Any]) -> Iterator[Page]:
+        params = {"state": "closed", "sort": "updated", "direction": "desc", "per_page": 100}
+        return self._rest_pages(ref, stop, cursor, f"/repos/{ref.ref}/pulls", params, self._pull_event)
+
+    def _issue_pages(self, ref: StreamRef, stop: datetime, cursor: dict[str, Any]) -> Iterator[Page]:
+        params = {"state": "closed", "sort": "updated", "direction": "desc", "per_page": 100, "since": iso(stop)}
+        return self._rest_pages(ref, stop, cursor, f"/repos/{ref.ref}/issues", params, self._issue_event)
+
+    def _pull_event(self, ref: StreamRef, item: dict[str, Any], what: str) -> ActivityEvent | None:
+        merged_at = timestamp(item, "merged_at", what, optional=True)
+        if merged_at is None:
+            return None  # closed without merging
+        user_id, login, is_bot = _rest_user(field(item, "user", what), what)
+        number = item["number"]
+        return self._event(github_pr_event_id(ref.ref, number), "pr_merged", user_id, login, is_bot, item.get("html_url"),
+                           merged_at, {"repo": ref.ref, "number": number, "title": item.get("title")}, item)
+
+    def _issue_event(self, ref: StreamRef, item: dict[str, Any], what: str) -> ActivityEvent | None:
+        if "/pull/" in str(item.get("html_url", "")) or item.get("pull_request"):
+            return None  # the issues endpoint lists PRs too
+        closed_at = timestamp(item, "closed_at", what, optional=True)
+        if closed_at is None:
+            return None
+        author = _rest_user(field(item, "user", what), what)
+        closer = _rest_user(item["closed_by"], what) if item.get("closed_by") else (None, None, False)
+        user_id, login, is_bot = closer if self.issue_credit == "closer" and closer[0] else author
+        number = item["number"]
+        meta = {"repo": ref.ref, "number": number, "title": item.get("title"), "author_id": author[0], "closer_id": closer[0],
+                "closer_login": closer[1], "credited": self.issue_credit}
+        return self._event(github_issue_event_id(ref.ref, number), "issue_closed", user_id, login, is_bot, item.get("html_url"),
+                           closed_at, meta, item)
+
+    # -- GraphQL reviews -------------------------------------------------------
+
+    def _review_pages(self, ref: StreamRef, stop: datetime, cursor: dict[str, Any]) -> Iterator[Page]:
+        owner, name = ref.ref.split("/", 1)
+        after, head = None, None
+        while True:
+            data = self._graphql(PULLS_WITH_REVIEWS, {"owner": owner, "name": name, "after": after}, f"{ref}")
+            conn = _path(data, ("data", "repository", "pullRequests"), f"{ref}")
+            nodes = field(conn, "nodes", f"{ref}")
+            events, done = [], False
+            for pr in nodes:
+                number = integer(pr, "number", f"{ref}: a pull request")
+                updated = timestamp(pr, "updatedAt", f"{ref}#{number}")
+                head = head or iso(updated)
+                if updated < stop:
+                    done = True
+                    break
+                reviews = list(field(field(pr, "reviews", f"{ref}#{number}"), "nodes", f"{ref}#{number}"))
+                reviews += self._more_reviews(ref, owner, name, number, pr["reviews"])
+                events += [e for r in reviews if (e := self._review_event(ref, pr, r)) is not None]
+            info = field(conn, "pageInfo", f"{ref}")
+            last = done or not info.get("hasNextPage")
+            yield Page(ref, events, _cursor(cursor, head, stop, last), last=last)
+            if last:
+                return
+            after = info.get("endCursor")
+
+    def _more_reviews(self, ref: StreamRef, owner: str, name: str, number: int, first: dict[str, Any]) -> list[dict[str, Any]]:
+        extra, info = [], first.get("pageInfo") or {}
+        while info.get("hasNextPage"):
+            data = self._graphql(REVIEWS_OF_PULL, {"owner": owner, "name": name, "number": number, "after": info.get("endCursor")}, f"{ref}#{number} reviews")
+            conn = _path(data, ("data", "repository", "pullRequest", "reviews"), f"{ref}#{number}")
+            extra += field(conn, "nodes", f"{ref}#{number}")
+            info = conn.get("pageInfo") or {}
+        return extra
+
+    def _review_event(self, ref: StreamRef, pr: dict[str, Any], review: dict[str, Any]) -> ActivityEvent | None:
+        number = pr["number"]
+        state = field(review, "state", f"{ref}#{number}: a review")
+        if state == "PENDING":
+            return None  # a draft review was never submitted
+        review_id = integer(review, "fullDatabaseId", f"{ref}#{number}: a review")
+        what = f"{ref}#{number} review {review_id}"
+        submitted = timestamp(review, "submittedAt", what)
+        author = review.get("author")
+        if author is None:
+            user_id, login, is_bot = None, GITHUB_GHOST_LOGIN, False  # the account was deleted
+        else:
+            login = field(author, "login", what)
+            is_bot = author.get("__typename") == "Bot" or str(login).endswith("[bot]")
+            raw_id = author.get("databaseId")
+            user_id = None if raw_id is None or str(raw_id) == GITHUB_GHOST_ID else str(integer(author, "databaseId", what))
+        pull = {k: v for k, v in pr.items() if k != "reviews"}
+        return self._event(github_review_event_id(ref.ref, number, review_id), "review_submitted", user_id, login, is_bot,
+                           review.get("url"), submitted, {"repo": ref.ref, "number": number, "state": state, "pr_state": pr.get("state")},
+                           {"pull_request": pull, "review": review})
+
+    # -- plumbing ----------------------------------------------------------------
+
+    def _event(self, event_id: str, event_type: str, user_id: str | None, login: str | None, is_bot: bool, url: str | None,
+               when: datetime, metadata: dict[str, Any], payload: dict[str, Any]) -> ActivityEvent:
+        return ActivityEvent(event_id=event_id, source="github", event_type=event_type, platform_user_id=user_id,
+                             platform_login=login, is_bot=is_bot, artifact_url=url, event_time=when, metadata=metadata,
+                             payload=payload, producer=PRODUCER, producer_version=PRODUCER_VERSION, retrieved_at=datetime.now(UTC))
+
+    def _head(self, ref: StreamRef) -> str | None:
+        if ref.stream == "reviews":
+            owner, name = ref.ref.split("/", 1)
+            nodes = _path(self._graphql(PROBE_PULLS, {"owner": owner, "name": name}, f"{ref}"), ("data", "repository", "pullRequests", "nodes"), f"{ref}")
+            return iso(timestamp(nodes[0], "updatedAt", f"{ref}")) if nodes else None
+        path = f"/repos/{ref.ref}/{'pulls' if ref.stream == 'pull_requests' else 'issues'}"
+        _, items = self._request("GET", path, {"state": "closed", "sort": "updated", "direction": "desc", "per_page": 1}, what=f"{ref}")
+        return iso(timestamp(items[0], "updated_at", f"{ref}")) if items else None
+
+    def _respect_primary_limit(self) -> None:
+        remaining, _ = self.requester.rate_limiting
+        reset = self.requester.rate_limiting_resettime
+        if remaining == 0 and reset:
+            wait = reset - datetime.now(UTC).timestamp() + 1
+            if wait > self.max_wait:
+                raise RateLimitTooLong(_too_long("GitHub's primary rate limit is spent", wait), datetime.fromtimestamp(reset, UTC))
+            self.telemetry.sleep(wait, "GitHub primary rate limit spent: waiting for x-ratelimit-reset")
+
+    def _request(self, verb: str, url: str, params: dict[str, Any] | None = None, body: Any = None, *, what: str) -> tuple[dict[str, Any], Any]:
+        self._respect_primary_limit()
+        self.telemetry.requests += 1
+        try:
+            return self.requester.requestJsonAndCheck(verb, url, parameters=params, input=body)
+        except BadCredentialsException:
+            raise SourceAuthError(f"GitHub rejected GITHUB_TOKEN (401 Bad credentials) while reading {what}: set GITHUB_TOKEN to a valid token") from None
+        except RateLimitExceededExceedsMaxWait as exc:
+            retry_at = datetime.now(UTC) + timedelta(seconds=exc.wait)
+            raise RateLimitTooLong(_too_long("GitHub asks us to wait", exc.wait), retry_at) from None
+        except GithubException as exc:
+            message = exc.data.get("message") if isinstance(exc.data, dict) else exc.data
+            if exc.status == 403:
+                raise SourceAuthError(f"GITHUB_TOKEN may not read {what} (403: {message}); grant it read access to "
+                                      f"{what.split(':')[-1]} (classic: repo scope; fine-grained: Metadata, Pull requests and Issues read)") from None
+            if exc.status == 404:
+                raise SourceError(f"GitHub says {what} does not exist (404): check the repo name in the policy, "
+                                  "and that GITHUB_TOKEN can see it (private repos answer 404 to tokens without access)") from None
+            if exc.status == 400 and isinstance(exc.data, dict) and exc.data.get("errors"):
+                raise  # GraphQL errors are handled by the caller
+            raise SourceError(f"GitHub answered {exc.status} for {what}: {message}") from None
+        except requests.exceptions.RetryError as exc:
+            raise SourceError(f"GitHub kept failing for {what} after every retry ({exc}); run the collection again later "
+                              "(every full page before this one is committed)") from None
+        except requests.exceptions.ConnectionError as exc:
+            raise SourceError(f"cannot reach GitHub at {self.api_url} for {what}: {exc}") from None
+
+    def _graphql(self, query: str, variables: dict[str, Any], what: str) -> dict[str, Any]:
+        """POST a GraphQL query; waits out ``RATE_LIMITED`` errors inside HTTP 200."""
+        for _ in range(5):
+            try:
+                _, data = self._request("POST", f"{self.api_url}/graphql", body={"query": query, "variables": variables}, what=what)
+            except GithubException as exc:
+                data = exc.data if isinstance(exc.data, dict) else {"errors": [{"message": str(exc.data)}]}
+            errors = data.get("errors") or []
+            if not errors:
+                return data
+            if any(e.get("type") == "RATE_LIMITED" for e in errors):
+                reset = self.requester.rate_limiting_resettime
+                wait = max(reset - datetime.now(UTC).timestamp() + 1, 1.0) if reset else self.graphql_rate_wait
+                wait = min(wait, self.graphql_rate_wait) if not reset else wait
+                if wait > self.max_wait:
+                    raise RateLimitTooLong(_too_long("GitHub GraphQL is rate limited", wait), datetime.now(UTC) + timedelta(seconds=wait))
+                self.telemetry.sleep(wait, "GitHub GraphQL RATE_LIMITED")
+                continue
+            messages = "; ".join(str(e.get("message")) for e in errors)
+            if any(e.get("type") in ("FORBIDDEN", "INSUFFICIENT_SCOPES") for e in errors):
+                raise SourceAuthError(f"GITHUB_TOKEN may not read {what} through GraphQL: {messages}")
+            raise SourceError(f"GitHub GraphQL refused the query for {what}: {messages}")
+        raise SourceError(f"GitHub GraphQL stayed rate limited for {what}; run the collection again later")
+
+
+def _too_long(what: str, wait: float) -> str:
+    at = (datetime.now(UTC) + timedelta(seconds=wait)).replace(microsecond=0)
+    return f"{what} for {wait:.0f} s, more than the configured maximum; retry after {iso(at)} (every full page so far is committed)"
+
+
+def _rest_user(user: Any, what: str) -> tuple[str | None, str | None, bool]:
+    if user is None:
+        return None, GITHUB_GHOST_LOGIN, False
+    login = field(user, "login", f"{what}.user")
+    user_id = str(integer(user, "id", f"{what}.user"))
+    if user_id == GITHUB_GHOST_ID or login == GITHUB_GHOST_LOGIN:
+        return None, GITHUB_GHOST_LOGIN, False  # deleted account: recorded, unattributable
+    return user_id, login, user.get("type") == "Bot" or str(login).endswith("[bot]")
+
+
+def _path(data: Any, keys: tuple[str, ...], what: str) -> Any:
+    for key in keys:
+        data = field(data, key, what)
+        if data is None:
+            raise SourceError(f"{what}: GitHub returned no {key} (does the repository exist, and can GITHUB_TOKEN see it?)")
+    return data
+
+
+def _next_link(headers: dict[str, Any]) -> str | None:
+    link = next((v for k, v in headers.items() if k.lower() == "link"), None)
+    for part in (link or "").split(","):
+        section = part.split(";")
+        if len(section) >= 2 and section[1].strip() == 'rel="next"':
+            return section[0].strip().strip("<>")
+    return None
+
+
+def _cursor(previous: dict[str, Any], head: str | None, stop: datetime, last: bool) -> dict[str, Any]:
+    """The position after a page: ``through`` advances only when the pass is complete."""
+    through = previous.get("through")
+    if last:
+        candidates = [t for t in (through, head) if t]
+        return {"through": max(candidates)} if candidates else {"through": iso(stop)}
+    return {**({"through": through} if through else {}), "pass": {"head": head, "stop": iso(stop)}}
+
+
+def page_query(url: str) -> dict[str, list[str]]:
+    return urllib.parse.parse_qs(urllib.parse.urlparse(url).query)
