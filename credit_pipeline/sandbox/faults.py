@@ -1,9 +1,10 @@
 """Fault injection shared by both sandbox servers.
 
 A test builds ``FaultRule``s (which requests) around a ``Fault`` (what goes wrong) and adds them to
-the running sandbox's ``FaultPlan``. Rules are checked in order; each counts the requests it
-matches, lets the first ``after`` through and then fires ``times`` times (``None`` = forever).
-The first rule that fires wins. Waits are parameters so tests can keep them at ~1 s.
+the running sandbox's ``FaultPlan``. Every rule counts the requests it matches and is due on match
+numbers ``after+1 .. after+times`` (``times=None``: every one after ``after``; ``nth=N``: only the
+Nth). One fault per request: when several rules are due, the first added wins and the others'
+occurrence passes unused. Waits are parameters so tests can keep them at ~1 s.
 
 Kinds and what the client sees:
 
@@ -144,7 +145,8 @@ class FaultRule:
 
     @property
     def exhausted(self) -> bool:
-        return self.times is not None and self.fired >= self.times
+        """True once the rule can no longer fire."""
+        return self.times is not None and self.matched >= self.after + self.times
 
 
 class FaultPlan:
@@ -178,7 +180,8 @@ class FaultPlan:
                 if not rule.matches(server, method, path, query):
                     continue
                 rule.matched += 1
-                if chosen is None and rule.matched > rule.after and not rule.exhausted:
+                window = rule.matched > rule.after and (rule.times is None or rule.matched <= rule.after + rule.times)
+                if window and chosen is None:
                     rule.fired += 1
                     chosen = rule.fault
             return chosen
