@@ -145,19 +145,20 @@ class GitHubSource:
 
     # -- REST streams ----------------------------------------------------------
 
-    def _list_pages(self, ref: StreamRef, path: str, params: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
+    def _list_pages(self, ref: StreamRef, path: str, params: dict[str, Any]) -> Iterator[tuple[list[dict[str, Any]], bool]]:
+        """Pages of a REST listing, following ``Link: rel="next"``; the flag is True on the last page."""
         url: str | None = path
         while url:
             headers, items = self._request("GET", url, params, what=f"{ref}")
             if not isinstance(items, list):
                 raise MalformedItem(f"{ref}: expected a list from {url}, got {type(items).__name__}")
-            yield items
             url, params = _next_link(headers), None
+            yield items, url is None
 
     def _rest_pages(self, ref: StreamRef, stop: datetime, cursor: dict[str, Any], path: str, params: dict[str, Any],
                     to_event) -> Iterator[Page]:
         head: str | None = None
-        for items in self._list_pages(ref, path, params):
+        for items, final in self._list_pages(ref, path, params):
             events, done = [], False
             for item in items:
                 number = integer(item, "number", f"{ref}: an item")
@@ -170,12 +171,10 @@ class GitHubSource:
                 event = to_event(ref, item, what)
                 if event is not None:
                     events.append(event)
-            last = done or len(items) < 100
+            last = done or final
             yield Page(ref, events, _cursor(cursor, head, stop, last), last=last)
             if done:
                 return
-        if head is None:  # nothing listed at all: the stream is complete as it stands
-            yield Page(ref, [], _cursor(cursor, None, stop, True), last=True)
 
     def _pull_pages(self, ref: StreamRef, stop: datetime, cursor: dict[str, Any]) -> Iterator[Page]:
         params = {"state": "closed", "sort": "updated", "direction": "desc", "per_page": 100}
