@@ -30,7 +30,7 @@ def org_policy(org) -> Policy:
 
 @pytest.fixture
 def org():
-    return generate_org(seed=11, prs_per_repo=130, reviews_per_pr=2, issues_per_repo=30, messages_per_channel=260)
+    return generate_org(seed=11, prs_per_repo=130, reviews_per_pr=2, issues_per_repo=30, messages_per_channel=700)
 
 
 @pytest.fixture
