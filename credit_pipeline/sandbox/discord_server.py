@@ -52,20 +52,24 @@ class _Buckets:
         self._state: dict[tuple[str, str], list[float]] = {}
         self._lock = threading.Lock()
 
-    def take(self, route: str, major: str) -> tuple[bool, list[tuple[str, str]], float]:
+    def take(self, route: str, major: str, spend: bool = True) -> tuple[bool, list[tuple[str, str]], float]:
         now = time.time()
         with self._lock:
             used, reset_at = self._state.get((route, major), [0, 0.0])
             if now >= reset_at:
                 used, reset_at = 0, now + self.window
             allowed = used < self.limit
-            used += 1 if allowed else 0
+            used += 1 if allowed and spend else 0
             self._state[(route, major)] = [used, reset_at]
         after = max(0.0, reset_at - now)
         headers = [("X-RateLimit-Limit", str(self.limit)), ("X-RateLimit-Remaining", str(max(0, self.limit - used))),
                    ("X-RateLimit-Reset", f"{reset_at:.3f}"), ("X-RateLimit-Reset-After", f"{after:.3f}"),
                    ("X-RateLimit-Bucket", hashlib.md5(route.encode()).hexdigest())]
         return allowed, headers, after
+
+    def peek(self, route: str, major: str) -> list[tuple[str, str]]:
+        """The bucket's headers without spending a request (for 401/404 answers)."""
+        return self.take(route, major, spend=False)[1]
 
 
 class DiscordApp(App):
@@ -101,20 +105,14 @@ class DiscordApp(App):
 
     def handle(self, request: Request) -> Response:
         path = request.path.rstrip("/")
-        if not path.startswith(API_PREFIX + "/"):
-            return self._error(DiscordError(404, "404: Not Found"))
-        path = path[len(API_PREFIX):]
-        for template, pattern, handler in self._routes:
-            found = pattern.fullmatch(path)
-            if found and request.method == "GET":
-                break
-        else:
-            return self._error(DiscordError(404, "404: Not Found"))
+        route = self._route(request.method, path)
+        if route is None:  # unknown routes still report a (per-path) bucket, so every answer has headers
+            return self._error(DiscordError(404, "404: Not Found"), self.buckets.peek(f"{request.method} {path}", ""))
+        template, handler, params = route
+        major = params.get("channel_id") or params.get("guild_id") or ""
         scheme, _, value = request.headers.get("authorization", "").partition(" ")
         if scheme != "Bot" or not value or (self.token is not None and value != self.token):
-            return self._error(DiscordError(401, "401: Unauthorized"))
-        params = found.groupdict()
-        major = params.get("channel_id") or params.get("guild_id") or ""
+            return self._error(DiscordError(401, "401: Unauthorized"), self.buckets.peek(f"GET {template}", major))
         allowed, headers, after = self.buckets.take(f"GET {template}", major)
         if not allowed:
             return self._rate_limited(after, False, headers)
@@ -123,6 +121,15 @@ class DiscordApp(App):
                 return self._json(200, handler(request, **params), headers)
         except DiscordError as exc:
             return self._error(exc, headers)
+
+    def _route(self, method: str, path: str) -> tuple[str, Callable[..., Any], dict[str, str]] | None:
+        if method != "GET" or not path.startswith(API_PREFIX + "/"):
+            return None
+        for template, pattern, handler in self._routes:
+            found = pattern.fullmatch(path[len(API_PREFIX):])
+            if found:
+                return template, handler, found.groupdict()
+        return None
 
     def _rate_limited(self, retry_after: float, is_global: bool, headers: list[tuple[str, str]]) -> Response:
         body = {"message": "You are being rate limited.", "retry_after": round(retry_after, 3), "global": is_global}

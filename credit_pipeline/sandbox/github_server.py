@@ -98,23 +98,29 @@ class GitHubApp(App):
         scheme, _, value = request.headers.get("authorization", "").partition(" ")
         return scheme.lower() in ("token", "bearer") and value.strip() == self.token
 
+    @staticmethod
+    def _resource(path: str) -> str:
+        if path.endswith("/graphql"):
+            return "graphql"
+        return "search" if path.startswith("/search/") else "core"
+
     def handle(self, request: Request) -> Response:
+        resource = self._resource(request.path)
         if not self._authorized(request):
-            return self._error(401, "Bad credentials")
+            return self._error(401, "Bad credentials", self.limits.headers(resource))
         route = self._match(request)
-        if route is None:
-            return self._error(404, "Not Found")
-        handler, params = route
-        resource = "search" if request.path.startswith("/search/") else "core"
-        if handler in (self._graphql, self._rate_limit):
+        if route is not None and route[0] in (self._graphql, self._rate_limit):
             try:
-                return handler(request, **params)
+                return route[0](request, **route[1])
             except HTTPError as exc:
-                return self._error(exc.status, exc.message, **exc.extra)
+                return self._error(exc.status, exc.message, self.limits.headers(resource), **exc.extra)
         allowed, rate_headers = self.limits.consume(resource)
         if not allowed:
             return self._error(403, f"API rate limit exceeded for user ID {self.org.viewer.id}.", rate_headers,
                                documentation_url=f"{DOCS}/overview/rate-limits-for-the-rest-api")
+        if route is None:
+            return self._error(404, "Not Found", rate_headers)
+        handler, params = route
         try:
             with self.org.lock:
                 response = handler(request, **params)
@@ -138,17 +144,15 @@ class GitHubApp(App):
             etag = f'W/"{hashlib.sha256(data).hexdigest()[:40]}"'
             response.headers.append(("ETag", etag))
             if request.headers.get("if-none-match") == etag:
-                resource = "search" if request.path.startswith("/search/") else "core"
                 if request.path != "/rate_limit":
-                    refunded = dict(self.limits.refund(resource))
+                    refunded = dict(self.limits.refund(self._resource(request.path)))
                     response.headers = [(k, refunded.get(k, v)) for k, v in response.headers]
                 response.status = 304
                 return b""
         return data
 
     def fault_response(self, fault: Fault, request: Request) -> Response:
-        resource = "graphql" if request.path.endswith("/graphql") else (
-            "search" if request.path.startswith("/search/") else "core")
+        resource = self._resource(request.path)
         rate = self.limits.headers(resource)
         kind = fault.kind
         if kind is FaultKind.GITHUB_SECONDARY_LIMIT:

@@ -135,6 +135,8 @@ def test_discord_py_raises_on_a_429_without_via(sandbox, org) -> None:
 def test_wrong_token_is_unauthorized(sandbox) -> None:
     response = get(sandbox, "/users/@me", headers={"Authorization": "Bot wrong"})
     assert response.status_code == 401 and response.json() == {"message": "401: Unauthorized", "code": 0}
+    for answer in (response, get(sandbox, "/nowhere")):
+        assert "X-RateLimit-Remaining" in answer.headers and "X-RateLimit-Reset" in answer.headers
     with pytest.raises(discord.LoginFailure):
         run_discord(sandbox, lambda client: client.fetch_channel(1), token="wrong")
 

@@ -157,6 +157,10 @@ def test_search_serves_only_the_first_1000_results() -> None:
 def test_wrong_token_is_bad_credentials(sandbox) -> None:
     response = requests.get(sandbox.github_url + "/user", headers={"Authorization": "token nope"}, timeout=10)
     assert response.status_code == 401 and response.json()["message"] == "Bad credentials"
+    assert {"x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"} <= set(response.headers.keys())
+    missing = get(sandbox, "/repos/acme/nope")
+    assert missing.status_code == 404 and missing.json()["message"] == "Not Found"
+    assert "x-ratelimit-remaining" in missing.headers
     with pytest.raises(github.BadCredentialsException):
         make_github(sandbox, token="nope").get_user().login
     bearer = requests.get(sandbox.github_url + "/user", headers={"Authorization": f"Bearer {GITHUB_TOKEN}"}, timeout=10)
