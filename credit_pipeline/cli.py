@@ -16,6 +16,7 @@ from credit_pipeline.core.epochs import EpochKeyError
 from credit_pipeline.core.policy import PolicyError
 from credit_pipeline.ledger.engine import DatabaseConfigError, resolve_database
 from credit_pipeline.ledger.migrations import MigrationError
+from credit_pipeline.sources.base import SourceError
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -129,6 +130,53 @@ def cmd_identity_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- collect / sandbox --------------------------------------------------------------
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from credit_pipeline.core.epochs import parse_epoch_key
+    from credit_pipeline.stages.collect import collect_epoch
+    from credit_pipeline.stages.settings import load_policy
+    from credit_pipeline.stages.sources_config import build_source, configured_sources
+
+    parse_epoch_key(args.epoch)
+    policy = load_policy(args.policy)
+    names = [args.source] if args.source else configured_sources(policy)
+    store = _store()
+    now = datetime.now(UTC)
+    for name in names:
+        source = build_source(name, policy)
+
+        def progress(page, write, report) -> None:
+            stats = report.streams[str(page.stream)]
+            line = (f"{page.stream}  page {stats.pages}  +{stats.new} new, {stats.seen} seen  "
+                    f"({source.telemetry.requests} requests, {len(source.telemetry.waits)} waits)")
+            end = "\n" if page.last or not sys.stderr.isatty() else "\r"
+            print(line.ljust(100), end=end, file=sys.stderr, flush=True)
+
+        report = collect_epoch(store, source, args.epoch, now=now, full=True if args.full else None, on_page=progress)
+        mode = "full window" if report.full else "incremental"
+        print(f"{name}: epoch {args.epoch} ({mode}): {report.new} new events, {report.seen} already stored, "
+              f"{report.requests} requests, {len(report.waits)} rate-limit waits ({report.waited_seconds} s)")
+        for note in report.notes:
+            print(f"note: {note}", file=sys.stderr)
+        if report.late_events:
+            print(f"{len(report.late_events)} late event(s) for epochs already in review or finalized: "
+                  f"{', '.join(report.late_events[:5])}{' ...' if len(report.late_events) > 5 else ''}")
+        for stream, result in sorted(report.shortfalls.items()):
+            print(f"completeness shortfall: {stream}: stored {result['stored']}, source says {result['source']}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_sandbox_serve(args: argparse.Namespace) -> int:
+    from credit_pipeline.sandbox.runner import serve
+
+    serve(args.host, args.github_port, args.discord_port, args.seed)
+    return EXIT_OK
+
+
 # -- parser --------------------------------------------------------------------
 
 
@@ -167,6 +215,20 @@ def build_parser() -> argparse.ArgumentParser:
     listing = identity.add_parser("list", help="current bindings")
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(func=cmd_identity_list)
+    collect = sub.add_parser("collect", help="collect one epoch's activity into the ledger (no Dagster needed)")
+    collect.add_argument("--epoch", required=True, help="epoch key: the Monday that starts it, YYYY-MM-DD")
+    collect.add_argument("--source", choices=["github", "discord"], help="one source only (default: every source in the policy)")
+    collect.add_argument("--full", action="store_true", help="re-read the whole window even if it is still open")
+    collect.add_argument("--policy", help="policy file (default $CREDIT_PIPELINE_POLICY or ./policy.yaml)")
+    collect.set_defaults(func=cmd_collect)
+
+    sandbox = sub.add_parser("sandbox", help="local stand-ins for the GitHub and Discord APIs").add_subparsers(dest="sandbox_command", required=True)
+    serve = sandbox.add_parser("serve", help="serve a generated sample org until Ctrl-C")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--github-port", type=int, default=8765)
+    serve.add_argument("--discord-port", type=int, default=8766)
+    serve.add_argument("--seed", type=int, default=7)
+    serve.set_defaults(func=cmd_sandbox_serve)
     return parser
 
 
@@ -179,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CheckFailed as exc:
         print(f"FAIL: {exc}", file=sys.stderr)
         return EXIT_CHECK_FAILED
-    except (PolicyError, EpochKeyError, LedgerError, MigrationError, DatabaseConfigError) as exc:
+    except (PolicyError, EpochKeyError, LedgerError, MigrationError, DatabaseConfigError, SourceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

@@ -172,3 +172,24 @@ def test_empty_content_everywhere_is_reported(store, org):
         source = build_source("discord", org_policy(org), sb.env(), **FAST["discord"])
         report = collect(store, source, org)
         assert report.new > 0 and any("Message Content intent" in n for n in report.notes)
+
+
+def test_cli_collect_prints_progress_and_a_summary(store, sandbox, org, policy, tmp_path, monkeypatch, capsys, ledger_url):
+    import yaml
+
+    from credit_pipeline.cli import main
+
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump(policy.canonical()))
+    for name, value in {**sandbox.env(), "CREDIT_PIPELINE_DATABASE_URL": ledger_url, "CREDIT_PIPELINE_POLICY": str(path)}.items():
+        monkeypatch.setenv(name, value)
+    key = org.windows[0][0].date().isoformat()
+    assert main(["collect", "--epoch", key, "--source", "discord"]) == 0
+    out, err = capsys.readouterr()
+    assert f"discord: epoch {key} (full window): " in out and "requests" in out
+    assert "page 1" in err
+    assert len(store.events_between(*org.windows[0], source="discord")) == len(sandbox.ground_truth(*org.windows[0], source="discord"))
+    monkeypatch.setenv("GITHUB_TOKEN", "wrong")
+    assert main(["collect", "--epoch", key, "--source", "github"]) == 2
+    assert "GITHUB_TOKEN" in capsys.readouterr().err
+    assert main(["collect", "--epoch", "2026-02-17"]) == 2
