@@ -15,21 +15,15 @@ import hashlib
 import random
 from datetime import datetime, timedelta, timezone
 
-from credit_pipeline.sandbox.ids import make_snowflake, to_ms
-from credit_pipeline.sandbox.model import (
-    Channel, DiscordUser, GitHubUser, Guild, Issue, Message, PullRequest, Repo, Review,
-)
+from credit_pipeline.sandbox.model import GitHubUser, Issue, PullRequest, Repo, Review
 from credit_pipeline.sandbox.org import IdCounters, SampleOrg
+from credit_pipeline.sandbox.sample_discord import discord_messages, discord_world
 
 UTC = timezone.utc
 DEFAULT_WEEK_START = datetime(2026, 2, 16, tzinfo=UTC)
 REPO_NAMES = ["widgets", "docs", "api", "web", "infra", "sdk", "cli", "site", "bots", "data"]
 HUMAN_LOGINS = ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy",
                 "mallory", "niaj", "olivia", "peggy", "rupert", "sybil", "trent", "victor", "walter", "wendy"]
-CHANNEL_NAMES = ["general", "dev", "design", "support", "ops", "research", "events", "help", "showcase", "grants"]
-DISCORD_NAMES = ["mason", "nelly", "kai", "lena", "omar", "priya", "quinn", "rosa", "sam", "tara", "uma", "vik"]
-PHRASES = ["shipped the fix", "can someone review?", "LGTM", "docs updated", "nice work", "meeting notes",
-           "filed an issue", "benchmarks look good", "deploying now", "question about the API", "gm", "thanks!"]
 REVIEW_STATES = ["APPROVED"] * 10 + ["COMMENTED"] * 6 + ["CHANGES_REQUESTED"] * 3 + ["DISMISSED"]
 H = timedelta(hours=1)
 D = timedelta(days=1)
@@ -128,9 +122,9 @@ def generate_org(
         _finalise_repo(b, repo)
     scenario = {name: _event_id(repo_list[0], ref) for name, ref in scenario.items()}
 
-    guild, discord_users, bot_user, app_id = _discord_world(b, channels, week_start)
-    discord_scenario = _discord_messages(b, guild, discord_users, bot_user, span, week_start, weeks,
-                                         messages_per_channel)
+    guild, discord_users, bot_user, app_id = discord_world(b.rng, channels, week_start)
+    discord_scenario = discord_messages(b.rng, ids, guild, discord_users, bot_user, span, week_start, weeks,
+                                        messages_per_channel)
     scenario.update(discord_scenario)
     return SampleOrg(
         seed=seed, week_start=week_start, weeks=weeks, org_login=org, org_id=9_919_919,
@@ -269,86 +263,3 @@ def _event_id(repo: Repo, ref: object) -> str:
         return f"github:pr:{repo.full_name}:{ref.number}"
     assert isinstance(ref, Issue)
     return f"github:issue:{repo.full_name}:{ref.number}"
-
-
-def _discord_world(b: _Builder, channels: int, w: datetime) -> tuple[Guild, list[DiscordUser], DiscordUser, int]:
-    at = lambda *args: to_ms(datetime(*args, tzinfo=UTC))  # noqa: E731
-    guild_id = make_snowflake(at(2016, 3, 1, 12), 0, 0, 0)
-    app_id = make_snowflake(at(2019, 6, 1, 9), 0, 0, 0)
-    category = make_snowflake(at(2016, 3, 1, 12, 5), 0, 0, 0)
-    guild = Guild(guild_id, "Acme DAO", owner_id=0, category_id=category)
-    users = [
-        DiscordUser(make_snowflake(at(2016, 1, 1) + b.rng.randrange(6 * 365 * 86_400_000), 0, 0, k),
-                    name, name.title())
-        for k, name in enumerate(DISCORD_NAMES)
-    ]
-    users.append(DiscordUser(make_snowflake(at(2018, 8, 8, 8), 0, 0, 1), "pete.codes", "Pete",
-                             former_username="pixelpete", renamed_at=w + 3 * D + 12 * H + timedelta(minutes=30)))
-    users.append(DiscordUser(make_snowflake(at(2017, 5, 5, 5), 0, 0, 2), "modbot", None, bot=True))
-    bot_user = DiscordUser(app_id, "creditbot", None, bot=True)
-    guild.owner_id = users[0].id
-    names = [CHANNEL_NAMES[k] if k < len(CHANNEL_NAMES) else f"channel-{k}" for k in range(channels)]
-    for k in range(channels):
-        allow = k < channels - 1 or channels == 1
-        guild.channels.append(Channel(make_snowflake(at(2016, 3, 1, 13) + k * 3_600_000, 0, 0, 0), guild_id,
-                                      names[k] if allow else "off-topic", k, category, allow_listed=allow,
-                                      topic=f"{names[k]} chat"))
-    guild.channels.append(Channel(make_snowflake(at(2016, 3, 2, 13), 0, 0, 0), guild_id, "mod-private", channels,
-                                  category, allow_listed=False, readable=False, topic="moderators only"))
-    return guild, users, bot_user, app_id
-
-
-def _discord_messages(b: _Builder, guild: Guild, users: list[DiscordUser], bot_user: DiscordUser,
-                      span: tuple[datetime, datetime], w: datetime, weeks: int, per_channel: int) -> dict[str, str]:
-    rng = b.rng
-    humans = [u for u in users if not u.bot]
-    modbot = next(u for u in users if u.bot)
-    low, span_ms = to_ms(span[0]), to_ms(span[1]) - to_ms(span[0])
-    seen: set[int] = set()
-    staged: dict[int, list[Message]] = {c.id: [] for c in guild.channels}
-    scenario: dict[str, str] = {}
-
-    def post(channel: Channel, ms: int, author: DiscordUser, content: str, name: str | None = None,
-             edited: bool = False) -> Message:
-        b.ids.increment = (b.ids.increment + 1) % 4096
-        flake = make_snowflake(ms, rng.randrange(32), 0, b.ids.increment)
-        while flake in seen:
-            flake += 1  # same ms, next increment: still a valid snowflake for that instant
-        seen.add(flake)
-        edited_at = datetime.fromtimestamp((ms + rng.randrange(60_000, 3_600_000)) / 1000, UTC) if edited else None
-        message = Message(flake, channel.id, author, content, edited_at)
-        staged[channel.id].append(message)
-        if name:
-            scenario[name] = f"discord:message:{guild.id}:{channel.id}:{flake}"
-        return message
-
-    for channel in guild.channels:
-        count = per_channel if channel.readable else max(1, per_channel // 4)
-        for i in range(count):
-            roll = rng.random()
-            author = modbot if roll < 0.04 else (bot_user if roll < 0.05 else rng.choice(humans))
-            post(channel, low + rng.randrange(span_ms), author, f"{rng.choice(PHRASES)} ({i})",
-                 edited=rng.random() < 0.03)
-    main = guild.channels[0]
-    e = w + 7 * D
-    for k in range(weeks + 1):
-        post(main, to_ms(w + 7 * k * D), humans[1], f"exactly at boundary {k}", f"message_at_boundary_{k}")
-    post(main, to_ms(w) - 1, humans[2], "one millisecond before the window", "message_just_before_start")
-    post(main, to_ms(e) - 1, humans[2], "one millisecond before the end", "message_just_before_end")
-    post(main, to_ms(w + D), modbot, "automated reminder", "bot_message")
-    same = to_ms(w + 2 * D)
-    post(main, same, humans[3], "same millisecond (a)", "same_ms_message_a")
-    post(main, same, humans[4 % len(humans)], "same millisecond (b)", "same_ms_message_b")
-    renamed = next(u for u in users if u.former_username)
-    post(main, to_ms(w + 2 * D + H), renamed, "before my rename", "renamed_user_message_before")
-    post(main, to_ms(w + 5 * D), renamed, "after my rename", "renamed_user_message_after")
-    post(main, to_ms(w + 3 * D), humans[5 % len(humans)], "typo fixed later", "edited_message", edited=True)
-    outside = [c for c in guild.channels if c.readable and not c.allow_listed]
-    if outside:
-        post(outside[0], to_ms(w + D + H), humans[1], "not an allow-listed channel", "non_allow_listed_message")
-    hidden = next(c for c in guild.channels if not c.readable)
-    post(hidden, to_ms(w + D + 2 * H), humans[0], "secret", "hidden_channel_message")
-    for channel in guild.channels:
-        channel.messages = sorted(staged[channel.id], key=lambda m: m.id)
-        channel.message_ids = [m.id for m in channel.messages]
-    return scenario

@@ -1,0 +1,105 @@
+"""The Discord half of the sample org: a guild, its channels and users, and real-snowflake messages.
+
+Channels: ``channels`` readable text channels (all allow-listed except the last when there are two
+or more, named ``off-topic``) and ``mod-private``, which the bot cannot read. Messages are spread
+over the span with millisecond timestamps; named edge cases go to the first allow-listed channel.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta, timezone
+
+from credit_pipeline.sandbox.ids import make_snowflake, to_ms
+from credit_pipeline.sandbox.model import Channel, DiscordUser, Guild, Message
+from credit_pipeline.sandbox.org import IdCounters
+
+UTC = timezone.utc
+CHANNEL_NAMES = ["general", "dev", "design", "support", "ops", "research", "events", "help", "showcase", "grants"]
+DISCORD_NAMES = ["mason", "nelly", "kai", "lena", "omar", "priya", "quinn", "rosa", "sam", "tara", "uma", "vik"]
+PHRASES = ["shipped the fix", "can someone review?", "LGTM", "docs updated", "nice work", "meeting notes",
+           "filed an issue", "benchmarks look good", "deploying now", "question about the API", "gm", "thanks!"]
+H = timedelta(hours=1)
+D = timedelta(days=1)
+
+
+def discord_world(rng: random.Random, channels: int, w: datetime) -> tuple[Guild, list[DiscordUser], DiscordUser, int]:
+    at = lambda *args: to_ms(datetime(*args, tzinfo=UTC))  # noqa: E731
+    guild_id = make_snowflake(at(2016, 3, 1, 12), 0, 0, 0)
+    app_id = make_snowflake(at(2019, 6, 1, 9), 0, 0, 0)
+    category = make_snowflake(at(2016, 3, 1, 12, 5), 0, 0, 0)
+    guild = Guild(guild_id, "Acme DAO", owner_id=0, category_id=category)
+    users = [
+        DiscordUser(make_snowflake(at(2016, 1, 1) + rng.randrange(6 * 365 * 86_400_000), 0, 0, k),
+                    name, name.title())
+        for k, name in enumerate(DISCORD_NAMES)
+    ]
+    users.append(DiscordUser(make_snowflake(at(2018, 8, 8, 8), 0, 0, 1), "pete.codes", "Pete",
+                             former_username="pixelpete", renamed_at=w + 3 * D + 12 * H + timedelta(minutes=30)))
+    users.append(DiscordUser(make_snowflake(at(2017, 5, 5, 5), 0, 0, 2), "modbot", None, bot=True))
+    bot_user = DiscordUser(app_id, "creditbot", None, bot=True)
+    guild.owner_id = users[0].id
+    names = [CHANNEL_NAMES[k] if k < len(CHANNEL_NAMES) else f"channel-{k}" for k in range(channels)]
+    for k in range(channels):
+        allow = k < channels - 1 or channels == 1
+        guild.channels.append(Channel(make_snowflake(at(2016, 3, 1, 13) + k * 3_600_000, 0, 0, 0), guild_id,
+                                      names[k] if allow else "off-topic", k, category, allow_listed=allow,
+                                      topic=f"{names[k]} chat"))
+    guild.channels.append(Channel(make_snowflake(at(2016, 3, 2, 13), 0, 0, 0), guild_id, "mod-private", channels,
+                                  category, allow_listed=False, readable=False, topic="moderators only"))
+    return guild, users, bot_user, app_id
+
+
+def discord_messages(rng: random.Random, ids: IdCounters, guild: Guild, users: list[DiscordUser], bot_user: DiscordUser,
+                      span: tuple[datetime, datetime], w: datetime, weeks: int, per_channel: int) -> dict[str, str]:
+    humans = [u for u in users if not u.bot]
+    modbot = next(u for u in users if u.bot)
+    low, span_ms = to_ms(span[0]), to_ms(span[1]) - to_ms(span[0])
+    seen: set[int] = set()
+    staged: dict[int, list[Message]] = {c.id: [] for c in guild.channels}
+    scenario: dict[str, str] = {}
+
+    def post(channel: Channel, ms: int, author: DiscordUser, content: str, name: str | None = None,
+             edited: bool = False) -> Message:
+        ids.increment = (ids.increment + 1) % 4096
+        flake = make_snowflake(ms, rng.randrange(32), 0, ids.increment)
+        while flake in seen:
+            flake += 1  # same ms, next increment: still a valid snowflake for that instant
+        seen.add(flake)
+        edited_at = datetime.fromtimestamp((ms + rng.randrange(60_000, 3_600_000)) / 1000, UTC) if edited else None
+        message = Message(flake, channel.id, author, content, edited_at)
+        staged[channel.id].append(message)
+        if name:
+            scenario[name] = f"discord:message:{guild.id}:{channel.id}:{flake}"
+        return message
+
+    for channel in guild.channels:
+        count = per_channel if channel.readable else max(1, per_channel // 4)
+        for i in range(count):
+            roll = rng.random()
+            author = modbot if roll < 0.04 else (bot_user if roll < 0.05 else rng.choice(humans))
+            post(channel, low + rng.randrange(span_ms), author, f"{rng.choice(PHRASES)} ({i})",
+                 edited=rng.random() < 0.03)
+    main = guild.channels[0]
+    e = w + 7 * D
+    for k in range(weeks + 1):
+        post(main, to_ms(w + 7 * k * D), humans[1], f"exactly at boundary {k}", f"message_at_boundary_{k}")
+    post(main, to_ms(w) - 1, humans[2], "one millisecond before the window", "message_just_before_start")
+    post(main, to_ms(e) - 1, humans[2], "one millisecond before the end", "message_just_before_end")
+    post(main, to_ms(w + D), modbot, "automated reminder", "bot_message")
+    same = to_ms(w + 2 * D)
+    post(main, same, humans[3], "same millisecond (a)", "same_ms_message_a")
+    post(main, same, humans[4 % len(humans)], "same millisecond (b)", "same_ms_message_b")
+    renamed = next(u for u in users if u.former_username)
+    post(main, to_ms(w + 2 * D + H), renamed, "before my rename", "renamed_user_message_before")
+    post(main, to_ms(w + 5 * D), renamed, "after my rename", "renamed_user_message_after")
+    post(main, to_ms(w + 3 * D), humans[5 % len(humans)], "typo fixed later", "edited_message", edited=True)
+    outside = [c for c in guild.channels if c.readable and not c.allow_listed]
+    if outside:
+        post(outside[0], to_ms(w + D + H), humans[1], "not an allow-listed channel", "non_allow_listed_message")
+    hidden = next(c for c in guild.channels if not c.readable)
+    post(hidden, to_ms(w + D + 2 * H), humans[0], "secret", "hidden_channel_message")
+    for channel in guild.channels:
+        channel.messages = sorted(staged[channel.id], key=lambda m: m.id)
+        channel.message_ids = [m.id for m in channel.messages]
+    return scenario
