@@ -63,6 +63,12 @@ class Telemetry:
     requests: int = 0
     waits: list[Wait] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    by_stream: dict[str, int] = field(default_factory=dict)
+    current: str = "(setup)"
+
+    def count_request(self) -> None:
+        self.requests += 1
+        self.by_stream[self.current] = self.by_stream.get(self.current, 0) + 1
 
     def wait(self, seconds: float, reason: str) -> None:
         if seconds > 0:

@@ -88,6 +88,7 @@ class DiscordSource:
         with _Session(self) as session:
             session.check_channels()
             for ref in self.streams():
+                self.telemetry.current = str(ref)
                 stored = int((cursors.get(ref) or {}).get("last_id") or 0)
                 after = first_id if full else max(first_id, stored)
                 seen_content = False
@@ -113,6 +114,7 @@ class DiscordSource:
         probes = []
         with _Session(self) as session:
             for ref in self.streams():
+                self.telemetry.current = str(ref)
                 last = int((cursors.get(ref) or {}).get("last_id") or 0)
                 if last:
                     newer = session.messages(ref.ref, after=last, limit=1)
@@ -201,7 +203,7 @@ class _Session:
                                                retry=retry_if_exception_type(TRANSIENT), reraise=True,
                                                before_sleep=lambda s: telemetry.wait(s.next_action.sleep, f"Discord {type(s.outcome.exception()).__name__}: retrying")):
                 with attempt:
-                    telemetry.requests += 1
+                    telemetry.count_request()
                     return await call()
         except discord.LoginFailure:
             raise SourceAuthError("Discord rejected DISCORD_BOT_TOKEN (401 Unauthorized): set it to the bot's token from the developer portal") from None

@@ -117,11 +117,14 @@ class GitHubSource:
             through = None if full or not cursor.get("through") else datetime.fromisoformat(cursor["through"].replace("Z", "+00:00"))
             stop = window[0] if through is None else max(window[0], through - OVERLAP)
             pages = {"pull_requests": self._pull_pages, "reviews": self._review_pages, "issues": self._issue_pages}[ref.stream]
+            self.telemetry.current = str(ref)
             yield from pages(ref, stop, cursor)
+        self.telemetry.current = "(other)"
 
     def probe(self, cursors: Mapping[StreamRef, dict[str, Any] | None]) -> list[Probe]:
         probes = []
         for ref in self.streams():
+            self.telemetry.current = str(ref)
             head = self._head(ref)
             through = (cursors.get(ref) or {}).get("through")
             has_new = head is not None and (through is None or head > through)
@@ -135,6 +138,7 @@ class GitHubSource:
         span = f"{iso(window[0])}..{iso(last)}"
         totals: dict[StreamRef, int | None] = {}
         for ref in self.streams():
+            self.telemetry.current = f"{ref} (totals)"
             qualifier = {"pull_requests": f"is:pr is:merged merged:{span}", "issues": f"is:issue is:closed closed:{span}"}.get(ref.stream)
             if qualifier is None:
                 totals[ref] = None
@@ -293,7 +297,7 @@ class GitHubSource:
 
     def _request(self, verb: str, url: str, params: dict[str, Any] | None = None, body: Any = None, *, what: str) -> tuple[dict[str, Any], Any]:
         self._respect_primary_limit()
-        self.telemetry.requests += 1
+        self.telemetry.count_request()
         try:
             return self.requester.requestJsonAndCheck(verb, url, parameters=params, input=body)
         except BadCredentialsException:
