@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 from credit_pipeline.sandbox.faults import Fault, FaultKind, FaultPlan
 from credit_pipeline.sandbox.github_connections import GraphQLContext
-from credit_pipeline.sandbox.github_graphql import run_query
+from credit_pipeline.sandbox.github_graphql import github_schema, run_query
 from credit_pipeline.sandbox.github_limits import GitHubRateLimits, exhausted_headers
 from credit_pipeline.sandbox.github_payloads import GitHubRenderer, template
 from credit_pipeline.sandbox.github_search import SearchError, search_items
@@ -337,6 +337,8 @@ class GitHubSandboxServer:
         self.faults = faults if faults is not None else FaultPlan()
         self.app = GitHubApp(org, self.log, self.faults, token, rate_limits)
         self._thread = ServerThread(self.app, host, port)
+        # Build GitHub's schema (~0.6 s, once per process) now rather than inside the first query.
+        threading.Thread(target=github_schema, name="github-schema", daemon=True).start()
 
     @property
     def url(self) -> str:

@@ -1,6 +1,6 @@
 """Expected events of a window, straight from the generator's records (no wire format involved).
 
-Choices (also in the README of the sandbox package docstring):
+Choices (the contract the collectors are tested against):
 
 - Windows are half-open ``[start, end)``: an item at exactly ``end`` belongs to the next window.
 - PRs count when ``merged_at`` is in the window (closed-unmerged and open PRs never do).
