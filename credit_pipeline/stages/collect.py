@@ -81,13 +81,13 @@ def collect_epoch(store: LedgerStore, source: Source, key: str, *, now: datetime
             new_ids += write.new_ids
             if on_page:
                 on_page(page, write, report)
+        report.late_events = late_events(store, new_ids)
+        if closed and full:
+            report.completeness = check_completeness(store, source, key, now)
     finally:
         report.requests = source.telemetry.requests
         report.waits = [(w.seconds, w.reason) for w in source.telemetry.waits]
         report.notes = list(source.telemetry.notes)
-    report.late_events = late_events(store, new_ids)
-    if closed and full:
-        report.completeness = check_completeness(store, source, key, now)
     return report
 
 

@@ -36,10 +36,21 @@ class ResolveReport:
     late_events: list[str] = field(default_factory=list)
     by_resolution: dict[str, int] = field(default_factory=dict)
     unresolved: list[UnresolvedAccount] = field(default_factory=list)
+    resolved_weight: int = 0
+    outside_window: int = 0
 
     @property
     def resolved(self) -> int:
         return self.by_resolution.get("bound", 0)
+
+    @property
+    def unresolved_weight(self) -> int:
+        return sum(u.weight for u in self.unresolved)
+
+    @property
+    def unresolved_share(self) -> float:
+        total = self.resolved_weight + self.unresolved_weight
+        return self.unresolved_weight / total if total else 0.0
 
     @property
     def unresolved_events(self) -> int:
@@ -78,6 +89,11 @@ def summarize_curation(store: LedgerStore, key: str, policy: Policy, report: Res
     """Fill counts by resolution and the unresolved accounts (login, events, weight)."""
     rows = store.curated_events(key)
     report.curated = len(rows)
+    report.outside_window = store.count_curated_outside_window(key)
+    report.resolved_weight = sum(
+        event_weight(CuratedEvent(r["event_id"], r["source"], r["event_type"], r["recipient_id"], True, r["weight_override"]), policy.weights)
+        for r in rows if r["included"] and r["resolution"] == "bound"
+    )
     report.by_resolution = dict(Counter(r["resolution"] for r in rows))
     accounts: dict[tuple[str, str], list[dict]] = {}
     for r in rows:

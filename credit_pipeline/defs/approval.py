@@ -1,0 +1,37 @@
+"""``approve_epoch``: the manual-approval op job an admin launches from the Launchpad."""
+
+
+import dagster as dg
+
+from credit_pipeline.defs.resources import LedgerResource, PolicyResource
+from credit_pipeline.stages.approve import ApprovalRefused, approve_epoch
+
+
+class ApprovalConfig(dg.Config):
+    """What the approver reviewed and signed (EIP-191 ``personal_sign`` of the approval message)."""
+
+    epoch_key: str
+    allocation_set_hash: str
+    signature: str
+
+
+@dg.op(tags={"credit_pipeline/stage": "approve"})
+def record_approval(context: dg.OpExecutionContext, config: ApprovalConfig, ledger: LedgerResource, policy: PolicyResource) -> None:
+    """Check the signature against the epoch's current allocation set and pinned approvers; record it."""
+    try:
+        record = approve_epoch(ledger.store(), config.epoch_key, config.allocation_set_hash, config.signature, policy.load())
+    except ApprovalRefused as exc:
+        raise dg.Failure(description=f"approval refused, nothing recorded: {exc}", allow_retries=False) from None
+    context.log.info(f"epoch {record.epoch_key}: approval by {record.signer} recorded for allocation set {record.allocation_set_hash}")
+    context.log_event(dg.AssetObservation(asset_key="epoch_allocations", partition=record.epoch_key,
+                                          metadata={"approved_by": record.signer, "allocation_set_hash": record.allocation_set_hash,
+                                                    "pool_total": record.pool_total}))
+
+
+@dg.job(name="approve_epoch", tags={"credit_pipeline/stage": "approve"},
+        description="Record an approver's EIP-191 signature over an epoch's allocation set. Launch it from the "
+                    "Launchpad with the epoch key, the allocation_set_hash you reviewed (epoch_allocations metadata) "
+                    "and the signature of the approval message; it is refused, with nothing written, unless the "
+                    "epoch is in review, the hash is current and the signer is a pinned approver.")
+def approve_epoch_job() -> None:
+    record_approval()

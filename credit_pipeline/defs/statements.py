@@ -1,0 +1,60 @@
+"""The finalize asset: the approved allocation set split over the pool into an immutable statement."""
+
+
+import dagster as dg
+
+from credit_pipeline.defs.metadata import ints, markdown_table
+from credit_pipeline.defs.resources import LedgerResource
+from credit_pipeline.ledger.store import LedgerError
+from credit_pipeline.stages.finalize import finalize_epoch
+from credit_pipeline.stages.verify import verify_stored
+
+FINALIZE_POOL = "credit_pipeline_finalize"
+
+
+def build_statement_asset(partitions: dg.PartitionsDefinition, upstream: dg.AssetsDefinition) -> dg.AssetsDefinition:
+    @dg.asset(
+        partitions_def=partitions, group_name="payouts", owners=["team:credit-pipeline"], code_version="1",
+        kinds={"postgres"}, deps=[upstream], pool=FINALIZE_POOL,
+        tags={"credit_pipeline/stage": "finalize"},
+        check_specs=[
+            dg.AssetCheckSpec("credits_sum_to_pool", asset="payout_statements", description="Σ amount_credits equals the pool total exactly"),
+            dg.AssetCheckSpec("statement_verifies", asset="payout_statements",
+                              description="The stored statement recomputes byte for byte from the ledger rows"),
+        ],
+    )
+    def payout_statements(context: dg.AssetExecutionContext, ledger: LedgerResource) -> dg.MaterializeResult:
+        """The finalize step, materialized by an admin (never by a schedule, sensor or automation): refuses
+        unless the epoch is in review and holds a valid approval for its current allocation hash; then
+        splits the pool over the final units with integer largest-remainder rounding, writes the statement
+        bundle and moves the epoch to finalized, in one transaction. Materializing it again changes nothing."""
+        store = ledger.store()
+        key = context.partition_key
+        try:
+            result = finalize_epoch(store, key)
+        except LedgerError as exc:
+            raise dg.Failure(description=str(exc), allow_retries=False) from None
+        bundle = result.bundle
+        payouts = bundle["payouts"]
+        verified = verify_stored(store, key)
+        top = sorted(payouts, key=lambda p: (-p["amount_credits"], p["recipient_id"]))
+        return dg.MaterializeResult(
+            metadata={
+                **ints(recipients=len(payouts), pool_total=bundle["pool"]["total"], credited_events=len(bundle["events"]),
+                       total_credits=sum(p["amount_credits"] for p in payouts), approvals=len(bundle["approvals"])),
+                "statement_hash": bundle["statement_hash"],
+                "allocation_set_hash": bundle["allocation_set_hash"],
+                "policy_hash": bundle["policy_hash"],
+                "written_now": result.written,
+                "payouts": markdown_table(top, ["recipient_id", "total_units", "share", "amount_credits"], limit=25),
+                "verify": dg.MetadataValue.md(f"`credit-pipeline verify --epoch {key}`, or offline: "
+                                              f"`credit-pipeline export --epoch {key} --format json > s.json && credit-pipeline verify s.json`"),
+            },
+            check_results=[
+                dg.AssetCheckResult(check_name="credits_sum_to_pool", passed=sum(p["amount_credits"] for p in payouts) == bundle["pool"]["total"] or not payouts,
+                                    metadata={"credits": sum(p["amount_credits"] for p in payouts), "pool": bundle["pool"]["total"]}),
+                dg.AssetCheckResult(check_name="statement_verifies", passed=verified.ok, metadata={"mismatch": verified.mismatch or "none"}),
+            ],
+        )
+
+    return payout_statements
