@@ -113,5 +113,7 @@ def check_completeness(store: LedgerStore, source: Source, key: str, now: dateti
         total = totals.get(ref)
         result[str(ref)] = {"stored": count, "source": total, "shortfall": max(0, total - count) if total is not None else 0,
                             "checked_at": now.isoformat(), "method": "search total" if total is not None else "cursor chain (source has no count)"}
-    store.record_completeness(key, result, final_collection_at=now)
+    epoch = store.get_epoch(key)
+    if epoch is not None and epoch.status != "finalized":  # a finalized epoch is frozen; the result is only reported
+        store.record_completeness(key, result, final_collection_at=now)
     return result
