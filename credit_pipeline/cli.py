@@ -177,6 +177,26 @@ def cmd_sandbox_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- demo / dev ----------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from credit_pipeline.demo import run_demo
+
+    try:
+        run_demo(lambda line: print(line, flush=True))
+    except RuntimeError as exc:
+        print(f"demo failed: {exc}", file=sys.stderr)
+        return EXIT_CHECK_FAILED
+    return EXIT_OK
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from credit_pipeline.demo import run_dev
+
+    return run_dev(lambda line: print(line, flush=True), port=args.port)
+
+
 # -- parser --------------------------------------------------------------------
 
 
@@ -229,6 +249,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--discord-port", type=int, default=8766)
     serve.add_argument("--seed", type=int, default=7)
     serve.set_defaults(func=cmd_sandbox_serve)
+    sub.add_parser("demo", help="run one full sample week end to end on the embedded default and verify it").set_defaults(func=cmd_demo)
+    dev = sub.add_parser("dev", help="the demo environment in the Dagster UI, with the sensor and schedule live")
+    dev.add_argument("--port", type=int, default=3000)
+    dev.set_defaults(func=cmd_dev)
     return parser
 
 

@@ -1,49 +1,9 @@
-"""The ``defs`` object ``workspace.yaml`` and ``dagster definitions validate`` load."""
+"""The ``defs`` object ``workspace.yaml`` and ``dagster definitions validate`` load.
 
+It reads the policy (``$CREDIT_PIPELINE_POLICY`` or ``./policy.yaml``) for the epoch anchor and the
+resources from the environment; tokens stay ``dg.EnvVar``s until a run needs them.
+"""
 
-import os
-
-import dagster as dg
-
-from credit_pipeline.defs.allocation import build_allocation_asset
-from credit_pipeline.defs.approval import approve_epoch_job
-from credit_pipeline.defs.automation import build_cursor_sensor, build_weekly_job, build_weekly_schedule
-from credit_pipeline.defs.collection import build_collection_assets
-from credit_pipeline.defs.partitions import weekly_epochs
-from credit_pipeline.defs.resolution import build_resolution_asset
-from credit_pipeline.defs.resources import DiscordResource, GitHubResource, LedgerResource, PolicyResource
-from credit_pipeline.defs.statements import build_statement_asset
-from credit_pipeline.sources.discord_source import DEFAULT_API_URL as DISCORD_DEFAULT_URL
-from credit_pipeline.sources.github_source import DEFAULT_API_URL as GITHUB_DEFAULT_URL
-from credit_pipeline.stages.settings import load_policy
-
-
-def default_resources(env: dict[str, str] | None = None) -> dict[str, dg.ConfigurableResource]:
-    """Resources from the environment; tokens stay ``EnvVar``s, resolved only when a run needs them."""
-    env = dict(os.environ if env is None else env)
-    return {
-        "ledger": LedgerResource(database_url=env.get("CREDIT_PIPELINE_DATABASE_URL")),
-        "policy": PolicyResource(path=env.get("CREDIT_PIPELINE_POLICY")),
-        "github": GitHubResource(token=dg.EnvVar("GITHUB_TOKEN"), api_url=env.get("GITHUB_API_URL") or GITHUB_DEFAULT_URL),
-        "discord": DiscordResource(token=dg.EnvVar("DISCORD_BOT_TOKEN"), api_url=env.get("DISCORD_API_URL") or DISCORD_DEFAULT_URL),
-    }
-
-
-def build_defs(policy_path: str | None = None, resources: dict[str, dg.ConfigurableResource] | None = None) -> dg.Definitions:
-    """Every asset, check, job, sensor and schedule, partitioned from the policy's epoch anchor."""
-    partitions = weekly_epochs(load_policy(policy_path).epoch.anchor)
-    raw_github, raw_discord = build_collection_assets(partitions)
-    resolved = build_resolution_asset(partitions, [raw_github, raw_discord])
-    allocations = build_allocation_asset(partitions, resolved)
-    statements = build_statement_asset(partitions, allocations)
-    weekly_job = build_weekly_job(partitions, [raw_github, raw_discord, resolved, allocations])
-    return dg.Definitions(
-        assets=[raw_github, raw_discord, resolved, allocations, statements],
-        jobs=[weekly_job, approve_epoch_job],
-        schedules=[build_weekly_schedule(weekly_job)],
-        sensors=[build_cursor_sensor({"github": raw_github, "discord": raw_discord})],
-        resources=resources or default_resources(),
-    )
-
+from credit_pipeline.defs.builder import build_defs
 
 defs = build_defs()

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import yaml
 
 from credit_pipeline.core.hashing import address_of
-from credit_pipeline.defs.definitions import build_defs
+from credit_pipeline.defs.builder import build_defs
 from credit_pipeline.defs.resources import DiscordResource, GitHubResource, LedgerResource, PolicyResource
 from credit_pipeline.ledger.engine import with_database
 from credit_pipeline.ledger.store import LedgerStore

@@ -1,0 +1,255 @@
+"""``credit-pipeline demo`` and ``credit-pipeline dev``: the whole product on one machine, no setup.
+
+Both start the embedded PostgreSQL (unless ``CREDIT_PIPELINE_DATABASE_URL`` is set), the sandbox
+GitHub and Discord servers with a generated sample org, and a persistent Dagster instance whose
+storage is PostgreSQL (its own database, beside the ledger's) under ``CREDIT_PIPELINE_HOME``.
+``demo`` runs the last closed week through the real Definitions: collect, resolve, allocate,
+review, approve with the demo approver's key, finalize, verify. ``dev`` serves the same
+environment in the Dagster UI with the sensor and schedule live.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from credit_pipeline.core.epochs import epoch_window
+from credit_pipeline.core.hashing import address_of, sign_message
+from credit_pipeline.core.statement import statement_bytes
+from credit_pipeline.ledger.engine import ENV_DATABASE_URL, credit_home, ensure_database, resolve_database, with_database
+from credit_pipeline.ledger.store import LedgerStore
+from credit_pipeline.sandbox.runner import DEMO_DISCORD_TOKEN, DEMO_GITHUB_TOKEN, Sandbox, start_sandbox
+from credit_pipeline.sandbox.sample_org import generate_org
+
+# A published, demo-only key: anyone can sign with it. Never list its address in a real policy.
+DEMO_APPROVER_KEY = "0x" + hashlib.sha256(b"credit_pipeline demo approver - public, never use for real credit").hexdigest()
+ENV_DAGSTER_URL = "CREDIT_PIPELINE_DAGSTER_DATABASE_URL"
+DEMO_PEOPLE = ("alice", "bob", "carol")
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class DemoEnvironment:
+    home: Path
+    dagster_home: Path
+    ledger_url: str
+    dagster_url: str
+    policy_path: Path
+    sandbox: Sandbox
+    week_key: str
+    describe: str
+
+    def env(self) -> dict[str, str]:
+        """What a Dagster process needs to load the Definitions against this environment."""
+        return {**self.sandbox.env(), ENV_DATABASE_URL: self.ledger_url, "CREDIT_PIPELINE_POLICY": str(self.policy_path),
+                "DAGSTER_HOME": str(self.dagster_home), ENV_DAGSTER_URL: self.dagster_url}
+
+
+def last_closed_week(now: datetime) -> datetime:
+    return epoch_window(now)[0] - timedelta(days=7)
+
+
+def dagster_database_url(ledger_url: str) -> str:
+    """Dagster's own database: ``$CREDIT_PIPELINE_DAGSTER_DATABASE_URL``, else ``dagster`` on the ledger's server."""
+    configured = os.environ.get(ENV_DAGSTER_URL)
+    if configured:
+        return configured
+    ensure_database(ledger_url, "dagster")
+    return with_database(ledger_url, "dagster")
+
+
+def write_instance_yaml(dagster_home: Path, dagster_url: str) -> None:
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    config = {
+        "storage": {"postgres": {"postgres_url": {"env": ENV_DAGSTER_URL}}},
+        "run_coordinator": {"module": "dagster.core.run_coordinator", "class": "QueuedRunCoordinator"},
+        "concurrency": {"runs": {"max_concurrent_runs": 2, "tag_concurrency_limits": [{"key": "credit_pipeline/stage", "value": "finalize", "limit": 1}]}},
+        "telemetry": {"enabled": False},
+    }
+    (dagster_home / "dagster.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    (dagster_home / "workspace.yaml").write_text(yaml.safe_dump(
+        {"load_from": [{"python_module": {"module_name": "credit_pipeline.defs.definitions", "attribute": "defs"}}]}))
+    os.environ[ENV_DAGSTER_URL] = dagster_url
+
+
+def write_demo_policy(path: Path, org, anchor: datetime) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    policy = {
+        "version": 1,
+        "epoch": {"anchor": anchor.date().isoformat()},
+        "sources": org.policy_sources(),
+        "weights": {"github:pr_merged": 8000, "github:review_submitted": 2000, "github:issue_closed": 1000, "discord:message_sent": 100},
+        "exclude": org.bot_accounts(),
+        "unresolved": "claimant",
+        "pool": {"base_issuance": 10000},
+        "approvers": [address_of(DEMO_APPROVER_KEY)],
+    }
+    header = "# Written by `credit-pipeline demo` for its sandbox org. The approver is the public demo key.\n"
+    path.write_text(header + yaml.safe_dump(policy, sort_keys=False))
+
+
+def prepare(say: Say, *, now: datetime | None = None, github_port: int = 0, discord_port: int = 0) -> DemoEnvironment:
+    """Start the database, the sandbox and the Dagster home; write the demo policy."""
+    now = now or datetime.now(UTC)
+    home = credit_home()
+    home.mkdir(parents=True, exist_ok=True)
+    say(f"home: {home}")
+    target = resolve_database()
+    say(f"ledger: {target.describe()}")
+    LedgerStore.open(target.url)  # migrate
+    dagster_url = dagster_database_url(target.url)
+    dagster_home = home / "dagster"
+    write_instance_yaml(dagster_home, dagster_url)
+    week = last_closed_week(now)
+    org = generate_org(seed=7, week_start=week, weeks=1)
+    sandbox = start_sandbox(org, github_port=github_port, discord_port=discord_port,
+                            github_token=DEMO_GITHUB_TOKEN, discord_token=DEMO_DISCORD_TOKEN)
+    say(f"sandbox: GitHub {sandbox.github_url}, Discord {sandbox.discord_api_url} ({org.stats()['merged_pulls']} merged PRs, "
+        f"{org.stats()['messages']} messages)")
+    policy_path = home / "demo" / "policy.yaml"
+    write_demo_policy(policy_path, org, week)
+    return DemoEnvironment(home, dagster_home, target.url, dagster_url, policy_path, sandbox, week.date().isoformat(), target.describe())
+
+
+def bind_demo_people(store: LedgerStore, org) -> int:
+    """Bind a few sample accounts to people; everyone else stays a visible claimant."""
+    humans = [u for u in org.github_users if not u.is_bot and u.login != "ghost"][: len(DEMO_PEOPLE)]
+    bound = 0
+    for person, user in zip(DEMO_PEOPLE, humans):
+        bound += store.bind("github", str(user.id), person, actor="demo", evidence={"note": "demo binding"})
+    for person, user in zip(DEMO_PEOPLE, [u for u in org.discord_users if not u.bot]):
+        bound += store.bind("discord", str(user.id), person, actor="demo", evidence={"note": "demo binding"})
+    return bound
+
+
+def run_demo(say: Say = print) -> dict[str, Any]:
+    """The main job: one full week through the real Definitions on a persistent instance."""
+    import dagster as dg
+
+    from credit_pipeline.defs.builder import build_defs
+    from credit_pipeline.defs.resources import DiscordResource, GitHubResource, LedgerResource, PolicyResource
+    from credit_pipeline.stages.verify import verify_file_bytes, verify_stored
+
+    started = time.monotonic()
+    env = prepare(say)
+    try:
+        store = LedgerStore.open(env.ledger_url)
+        key = env.week_key
+        say(f"identities: {bind_demo_people(store, env.sandbox.org)} new binding(s) for {', '.join(DEMO_PEOPLE)}")
+        resources = {
+            "ledger": LedgerResource(database_url=env.ledger_url),
+            "policy": PolicyResource(path=str(env.policy_path)),
+            "github": GitHubResource(token=DEMO_GITHUB_TOKEN, api_url=env.sandbox.github_url, max_wait_seconds=60),
+            "discord": DiscordResource(token=DEMO_DISCORD_TOKEN, api_url=env.sandbox.discord_api_url, max_wait_seconds=60),
+        }
+        defs = build_defs(str(env.policy_path), resources)
+        os.environ["DAGSTER_HOME"] = str(env.dagster_home)
+        instance = dg.DagsterInstance.get()
+        quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+        def materialize(names: list[str], what: str) -> dict[str, Any]:
+            say(f"{what} ...")
+            selected = [a for a in defs.assets if a.key.to_user_string() in names]
+            result = dg.materialize(selected, partition_key=key, instance=instance, resources=resources, run_config=quiet, raise_on_error=False)
+            if not result.success:
+                failures = [e.event_specific_data.error.message.strip() for e in result.all_events
+                            if e.is_step_failure and e.event_specific_data and e.event_specific_data.error]
+                raise RuntimeError(f"{what} failed: {' | '.join(failures) or 'see the run in the Dagster UI'}")
+            return {m.asset_key.to_user_string(): {k: v.value for k, v in m.metadata.items()}
+                    for m in (ev.event_specific_data.materialization for ev in result.get_asset_materialization_events())}
+
+        meta = materialize(["raw_github_activity", "raw_discord_activity"], f"collecting week {key} from GitHub and Discord")
+        for name, m in meta.items():
+            say(f"  {name}: {m['new_events']} new events, {m['already_stored']} already stored, {m['api_requests']} API requests")
+        meta = materialize(["resolved_activity"], "resolving identities")["resolved_activity"]
+        say(f"  {meta['resolved_events']} events resolved to people, {meta['unresolved_events']} kept for "
+            f"{meta['unresolved_accounts']} unbound account(s) as claimants")
+        meta = materialize(["epoch_allocations"], "allocating")["epoch_allocations"]
+        say(f"  {meta['recipients']} recipients, epoch {key} is {meta['epoch_status']}"
+            + (f" (waiting: {meta['review_blocked_by']})" if meta["epoch_status"] == "open" else ""))
+        epoch = store.get_epoch(key)
+        if epoch.status == "review":
+            from credit_pipeline.stages.allocate import allocation_state
+            from credit_pipeline.stages.settings import load_policy
+
+            state = allocation_state(store, key, load_policy(env.policy_path))
+            say(f"approving allocation set {state.allocation_set_hash[:16]}… with the demo approver {address_of(DEMO_APPROVER_KEY)}")
+            if not any(a["allocation_set_hash"] == state.allocation_set_hash for a in store.approvals(key)):
+                config = {"epoch_key": key, "allocation_set_hash": state.allocation_set_hash,
+                          "signature": sign_message(state.approval_message, DEMO_APPROVER_KEY)}
+                result = defs.get_job_def("approve_epoch").execute_in_process(
+                    instance=instance, run_config={**quiet, "ops": {"record_approval": {"config": config}}}, raise_on_error=False)
+                if not result.success:
+                    raise RuntimeError("the demo approval was refused; see the approve_epoch run in the Dagster UI")
+        meta = materialize(["payout_statements"], "finalizing")["payout_statements"]
+        bundle = store.statement(key)
+        report = verify_stored(store, key)
+        exported = env.home / "demo" / f"statement-{key}.json"
+        exported.write_bytes(statement_bytes(bundle))
+        offline = verify_file_bytes(exported.read_bytes())
+        say("")
+        say(f"Payout statement for epoch {key} [{bundle['epoch']['start']}, {bundle['epoch']['end']}), pool {bundle['pool']['total']} credits")
+        say(_payout_table(bundle["payouts"]))
+        say(f"statement hash: {bundle['statement_hash']}")
+        say(f"verify from the ledger: {'OK' if report.ok else 'FAIL: ' + str(report.mismatch)}; "
+            f"offline from {exported.name}: {'OK' if offline.ok else 'FAIL: ' + str(offline.mismatch)}")
+        say(f"done in {time.monotonic() - started:.0f} s. Next:")
+        say(f"  credit-pipeline verify {exported}        # recompute the statement offline")
+        say(f"  credit-pipeline epochs                  # every epoch and its status")
+        say(f"  credit-pipeline dev                     # browse these runs in the Dagster UI (sensor and schedule live)")
+        if not (report.ok and offline.ok):
+            raise RuntimeError("the statement did not verify")
+        return {"epoch": key, "statement_hash": bundle["statement_hash"], "verified": report.ok and offline.ok, "bundle_path": str(exported)}
+    finally:
+        env.sandbox.stop()
+
+
+def _payout_table(payouts: list[dict[str, Any]]) -> str:
+    rows = sorted(payouts, key=lambda p: (-p["amount_credits"], p["recipient_id"]))
+    width = max([len("recipient")] + [len(p["recipient_id"]) for p in rows])
+    lines = [f"  {'recipient'.ljust(width)}  {'units':>8}  {'share':>8}  {'credits':>8}"]
+    lines += [f"  {p['recipient_id'].ljust(width)}  {p['total_units']:>8}  {p['share']:>8}  {p['amount_credits']:>8}" for p in rows]
+    return "\n".join(lines)
+
+
+def run_dev(say: Say = print, port: int = 3000) -> int:
+    """Serve the demo environment in the Dagster UI (webserver + daemon) until Ctrl-C."""
+    env = prepare(say, github_port=8765, discord_port=8766)
+    try:
+        store = LedgerStore.open(env.ledger_url)
+        bind_demo_people(store, env.sandbox.org)
+        child_env = {**os.environ, **env.env()}
+        command = [sys.executable, "-m", "dagster", "dev", "-w", str(env.dagster_home / "workspace.yaml"), "-p", str(port)]
+        say(f"Dagster UI: http://127.0.0.1:{port}  (DAGSTER_HOME={env.dagster_home}); Ctrl-C stops everything")
+        say(f"the sensor and the weekly schedule are live; the demo week is {env.week_key}")
+        process = subprocess.Popen(command, env=child_env, start_new_session=True)
+        try:
+            return process.wait()
+        except KeyboardInterrupt:
+            say("stopping Dagster ...")
+            os.killpg(process.pid, signal.SIGINT)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)  # dagster dev does not always exit on a signal alone
+                process.wait()
+            return 0
+    finally:
+        env.sandbox.stop()
+
+
+def summary_json(result: dict[str, Any]) -> str:
+    return json.dumps(result, indent=2)
