@@ -177,6 +177,131 @@ def cmd_sandbox_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- review, approval, statements ----------------------------------------------------
+
+
+def _load_policy(args: argparse.Namespace):
+    from credit_pipeline.stages.settings import load_policy
+
+    return load_policy(getattr(args, "policy", None))
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    import os
+
+    from credit_pipeline.core.hashing import sign_message
+    from credit_pipeline.stages.allocate import allocation_state
+    from credit_pipeline.stages.approve import approve_epoch
+
+    store = _store()
+    policy = _load_policy(args)
+    state = allocation_state(store, args.epoch, policy)
+    print(f"epoch {args.epoch} ({state.status}): {len(state.allocations)} recipients, pool {state.pool_total}")
+    print(f"allocation set hash: {state.allocation_set_hash}")
+    print("approval message (EIP-191 personal_sign):")
+    print("  " + state.approval_message.replace("\n", "\n  "))
+    if args.print_message:
+        return EXIT_OK
+    reviewed = args.hash or state.allocation_set_hash
+    if args.signature:
+        signature = args.signature
+    else:
+        key = os.environ.get(args.key_env or "")
+        if not key:
+            raise ApprovalInputError(f"environment variable {args.key_env} is not set: export the approver's private key in it, "
+                                     "or pass --signature")
+        signature = sign_message(state.approval_message, key)
+    record = approve_epoch(store, args.epoch, reviewed, signature, policy)
+    print(f"approved by {record.signer}: allocation set {record.allocation_set_hash}")
+    return EXIT_OK
+
+
+class ApprovalInputError(ValueError):
+    pass
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from credit_pipeline.stages.verify import verify_file_bytes, verify_stored
+
+    if bool(args.epoch) == bool(args.bundle):
+        raise ApprovalInputError("give either --epoch KEY (verify against the ledger) or a BUNDLE.json file (offline)")
+    if args.bundle:
+        path = Path(args.bundle)
+        if not path.is_file():
+            raise ApprovalInputError(f"{path} is not a file; export one with credit-pipeline export --epoch KEY --format json")
+        report, what = verify_file_bytes(path.read_bytes()), str(path)
+    else:
+        report, what = verify_stored(_store(), args.epoch), f"epoch {args.epoch} (ledger)"
+    if not report.ok:
+        raise CheckFailed(f"{what}: {report.mismatch}")
+    print(f"OK: {what}: {len(report.checks)} checks recomputed and matched")
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from credit_pipeline.ledger.store import LedgerError
+    from credit_pipeline.stages.export import export_statement
+
+    bundle = _store().statement(args.epoch)
+    if bundle is None:
+        raise LedgerError(f"epoch {args.epoch} has no statement yet; finalize it first (materialize payout_statements)")
+    data = export_statement(bundle, args.format)
+    if args.output:
+        with open(args.output, "wb") as handle:
+            handle.write(data)
+    else:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+    return EXIT_OK
+
+
+def cmd_adjust(args: argparse.Namespace) -> int:
+    from credit_pipeline.stages.settings import current_actor
+
+    units = None if args.clear else args.units
+    if units is None and not args.clear:
+        raise ApprovalInputError("give --units N with a --reason, or --clear to go back to the proposal")
+    _store().adjust_allocation(args.epoch, args.recipient, units, args.reason, actor=current_actor())
+    print(f"epoch {args.epoch}: {args.recipient} " + (f"set to {units} units ({args.reason})" if units is not None else "back to the proposal"))
+    print("the allocation set hash changed: earlier approvals no longer apply; approve again")
+    return EXIT_OK
+
+
+def cmd_curate(args: argparse.Namespace) -> int:
+    from credit_pipeline.stages.settings import current_actor
+
+    included = False if args.exclude else (True if args.include else None)
+    _store().set_curation(args.event, actor=current_actor(), included=included, weight_override=args.weight,
+                          clear_override=args.clear_weight, note=args.note)
+    print(f"curated {args.event}; re-materialize epoch_allocations (or credit-pipeline collect is not needed) to update proposals")
+    return EXIT_OK
+
+
+def cmd_pool_add(args: argparse.Namespace) -> int:
+    from credit_pipeline.stages.settings import current_actor
+
+    store = _store()
+    store.ensure_epoch(args.epoch)
+    new = store.add_pool_component(args.epoch, args.component, args.amount, algorithm_version="manual-v1",
+                                   inputs={"note": args.note} if args.note else {}, evidence_ref=args.evidence, actor=current_actor())
+    print(f"epoch {args.epoch}: {args.component} = {args.amount}" + ("" if new else " (already recorded)"))
+    return EXIT_OK
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from credit_pipeline.stages.settings import load_policy
+    from credit_pipeline.stages.simulate import rows_as_dicts, simulate_epoch
+
+    rows = rows_as_dicts(simulate_epoch(_store(), args.epoch, load_policy(args.policy)))
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        _print_table(rows, ["recipient_id", "current_units", "simulated_units", "current_credits", "simulated_credits"])
+    return EXIT_OK
+
+
 # -- demo / dev ----------------------------------------------------------------------
 
 
@@ -249,6 +374,62 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--discord-port", type=int, default=8766)
     serve.add_argument("--seed", type=int, default=7)
     serve.set_defaults(func=cmd_sandbox_serve)
+    approve = sub.add_parser("approve", help="sign and record an approval of an epoch's current allocation set")
+    approve.add_argument("--epoch", required=True)
+    how = approve.add_mutually_exclusive_group(required=True)
+    how.add_argument("--signature", help="an EIP-191 signature of the approval message, made elsewhere")
+    how.add_argument("--key-env", help="name of an environment variable holding the approver's private key")
+    how.add_argument("--print-message", action="store_true", help="only print the hash and the message to sign")
+    approve.add_argument("--hash", help="the allocation set hash you reviewed (default: the current one, printed)")
+    approve.add_argument("--policy")
+    approve.set_defaults(func=cmd_approve)
+
+    verify = sub.add_parser("verify", help="recompute a statement: --epoch KEY from the ledger, or BUNDLE.json offline")
+    verify.add_argument("bundle", nargs="?", help="an exported statement bundle (JSON)")
+    verify.add_argument("--epoch")
+    verify.set_defaults(func=cmd_verify)
+
+    export = sub.add_parser("export", help="write a finalized statement: json (the signed bytes), csv, safe-csv, md")
+    export.add_argument("--epoch", required=True)
+    export.add_argument("--format", choices=["json", "csv", "safe-csv", "md"], default="json",
+                        help="safe-csv neutralizes cells a spreadsheet would run as formulas")
+    export.add_argument("--output", "-o", help="file to write (default: stdout)")
+    export.set_defaults(func=cmd_export)
+
+    adjust = sub.add_parser("adjust", help="set a recipient's final units in an epoch, with a reason")
+    adjust.add_argument("--epoch", required=True)
+    adjust.add_argument("--recipient", required=True, help="a person's id or a claimant provider:external_id")
+    adjust.add_argument("--units", type=int, help="final units (milli-units, integer >= 0)")
+    adjust.add_argument("--reason")
+    adjust.add_argument("--clear", action="store_true", help="drop the adjustment (back to the proposal)")
+    adjust.set_defaults(func=cmd_adjust)
+
+    curate = sub.add_parser("curate", help="exclude/include an event, override its weight, add a note")
+    curate.add_argument("--event", required=True, help="event id, e.g. github:pr:acme/widgets:42")
+    state = curate.add_mutually_exclusive_group()
+    state.add_argument("--exclude", action="store_true")
+    state.add_argument("--include", action="store_true")
+    weight = curate.add_mutually_exclusive_group()
+    weight.add_argument("--weight", type=int, help="override weight in milli-units (>= 0)")
+    weight.add_argument("--clear-weight", action="store_true")
+    curate.add_argument("--note")
+    curate.set_defaults(func=cmd_curate)
+
+    pool = sub.add_parser("pool", help="pool components").add_subparsers(dest="pool_command", required=True)
+    pool_add = pool.add_parser("add", help="record a kpi_bonus or top_up component (append-only)")
+    pool_add.add_argument("--epoch", required=True)
+    pool_add.add_argument("--component", required=True, choices=["kpi_bonus", "top_up", "base_issuance"])
+    pool_add.add_argument("--amount", required=True, type=int)
+    pool_add.add_argument("--evidence", help="a reference to the decision (vote, proposal URL)")
+    pool_add.add_argument("--note")
+    pool_add.set_defaults(func=cmd_pool_add)
+
+    simulate = sub.add_parser("simulate", help="an epoch's allocation and payouts under another policy (writes nothing)")
+    simulate.add_argument("--epoch", required=True)
+    simulate.add_argument("--policy", required=True)
+    simulate.add_argument("--json", action="store_true")
+    simulate.set_defaults(func=cmd_simulate)
+
     sub.add_parser("demo", help="run one full sample week end to end on the embedded default and verify it").set_defaults(func=cmd_demo)
     dev = sub.add_parser("dev", help="the demo environment in the Dagster UI, with the sensor and schedule live")
     dev.add_argument("--port", type=int, default=3000)
@@ -265,7 +446,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CheckFailed as exc:
         print(f"FAIL: {exc}", file=sys.stderr)
         return EXIT_CHECK_FAILED
-    except (PolicyError, EpochKeyError, LedgerError, MigrationError, DatabaseConfigError, SourceError) as exc:
+    except (PolicyError, EpochKeyError, LedgerError, MigrationError, DatabaseConfigError, SourceError, ApprovalInputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

@@ -351,6 +351,15 @@ class LedgerStore:
         with self._reading(conn) as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
 
+    def count_curated_outside_window(self, key: str) -> int:
+        """Curated events whose time is outside the epoch's ``[start, end)`` (the trigger makes this 0)."""
+        start, end = window_for_key(key)
+        c, e = t.activity_curation.c, t.activity_events.c
+        query = (sa.select(sa.func.count()).select_from(t.activity_curation.join(t.activity_events, c.event_id == e.event_id))
+                 .where(c.epoch_key == parse_epoch_key(key), sa.or_(e.event_time < start, e.event_time >= end)))
+        with self.engine.connect() as conn:
+            return conn.execute(query).scalar()
+
     # -- allocations ---------------------------------------------------------
 
     def upsert_allocations(self, key: str, proposals: Sequence[ProposedAllocation], algorithm_version: str) -> None:

@@ -1,0 +1,100 @@
+"""The admin's and the auditor's commands: approve, adjust, curate, pool, export, verify, simulate."""
+
+import csv
+import io
+import json
+
+import pytest
+import yaml
+
+from credit_pipeline.cli import main
+from credit_pipeline.core.hashing import address_of
+from credit_pipeline.stages.resolve import resolve_epoch
+
+from credit_pipeline_tests.stages.test_flow import APPROVER_KEY, KEY, POLICY, ready_for_review, week  # noqa: F401
+from credit_pipeline.stages.allocate import allocate_epoch
+from credit_pipeline_tests.stages.test_flow import AFTER
+
+
+@pytest.fixture
+def env(monkeypatch, ledger_url, tmp_path, store, week):  # noqa: F811
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump(POLICY.canonical()))
+    monkeypatch.setenv("CREDIT_PIPELINE_DATABASE_URL", ledger_url)
+    monkeypatch.setenv("CREDIT_PIPELINE_POLICY", str(path))
+    monkeypatch.setenv("APPROVER_KEY", APPROVER_KEY)
+    resolve_epoch(store, KEY, POLICY)
+    ready_for_review(store)
+    allocate_epoch(store, KEY, POLICY, now=AFTER)
+    return path
+
+
+def finalize(store):
+    from credit_pipeline.stages.finalize import finalize_epoch
+
+    return finalize_epoch(store, KEY)
+
+
+def test_adjust_then_approve_with_a_key_from_the_environment(env, store, capsys):
+    assert main(["adjust", "--epoch", KEY, "--recipient", "github:200", "--units", "9000"]) == 2
+    assert "needs a reason" in capsys.readouterr().err
+    assert main(["adjust", "--epoch", KEY, "--recipient", "github:200", "--units", "9000", "--reason", "release work"]) == 0
+    assert main(["approve", "--epoch", KEY, "--key-env", "NOT_SET_ANYWHERE"]) == 2
+    assert "NOT_SET_ANYWHERE is not set" in capsys.readouterr().err
+    assert main(["approve", "--epoch", KEY, "--key-env", "APPROVER_KEY"]) == 0
+    out = capsys.readouterr().out
+    assert f"approved by {address_of(APPROVER_KEY)}" in out and "Allocation Hash: " in out
+    assert main(["approve", "--epoch", KEY, "--key-env", "APPROVER_KEY", "--hash", "0" * 64]) == 2
+    assert "current allocation set is" in capsys.readouterr().err
+    bundle = finalize(store).bundle
+    assert {a["recipient_id"]: a["final_units"] for a in bundle["allocations"]}["github:200"] == 9000
+
+
+def test_export_and_verify_round_trip_and_tamper(env, store, tmp_path, capsys):
+    main(["approve", "--epoch", KEY, "--key-env", "APPROVER_KEY"])
+    finalize(store)
+    out = tmp_path / "s.json"
+    assert main(["export", "--epoch", KEY, "--format", "json", "--output", str(out)]) == 0
+    assert out.read_bytes() == store.statement_text(KEY).encode()
+    assert main(["verify", str(out)]) == 0
+    assert main(["verify", "--epoch", KEY]) == 0
+    tampered = json.loads(out.read_bytes())
+    tampered["payouts"][0]["amount_credits"] += 1
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(tampered))
+    capsys.readouterr()
+    assert main(["verify", str(bad)]) == 1
+    assert "FAIL" in capsys.readouterr().err
+    assert main(["verify"]) == 2
+    assert main(["export", "--epoch", KEY, "--format", "csv", "--output", str(tmp_path / "p.csv")]) == 0
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "p.csv").read_text())))
+    assert sum(int(r["amount_credits"]) for r in rows) == 10000
+    assert main(["export", "--epoch", KEY, "--format", "md", "--output", str(tmp_path / "p.md")]) == 0
+    assert "| recipient | units | share | credits |" in (tmp_path / "p.md").read_text()
+
+
+def test_safe_csv_neutralizes_formulas():
+    from credit_pipeline.stages.export import export_statement
+
+    bundle = {"epoch": {"key": KEY}, "statement_hash": "h", "payouts": [
+        {"recipient_id": "=HYPERLINK(\"http://x\")", "total_units": 1, "share": "1.000000", "amount_credits": 5}]}
+    assert b"'=HYPERLINK" in export_statement(bundle, "safe-csv")
+    assert b"'=HYPERLINK" not in export_statement(bundle, "csv")
+
+
+def test_curate_pool_and_simulate(env, store, tmp_path, capsys):
+    assert main(["curate", "--event", "github:pr:acme/widgets:3", "--exclude", "--note", "reverted"]) == 0
+    assert main(["curate", "--event", "github:pr:acme/widgets:404", "--exclude"]) == 2
+    assert main(["pool", "add", "--epoch", KEY, "--component", "top_up", "--amount", "500", "--evidence", "vote 12"]) == 0
+    assert main(["pool", "add", "--epoch", KEY, "--component", "top_up", "--amount", "-1"]) == 2
+    richer = tmp_path / "richer.yaml"
+    doc = POLICY.canonical()
+    doc["weights"]["discord:message_sent"] = 5000
+    richer.write_text(yaml.safe_dump(doc))
+    capsys.readouterr()
+    assert main(["simulate", "--epoch", KEY, "--policy", str(richer), "--json"]) == 0
+    rows = {r["recipient_id"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["discord:300"]["simulated_units"] == 5000 and rows["discord:300"]["current_units"] == 500
+    # github:200's only PR was excluded: the simulation sees it, the stored allocation is not touched.
+    assert rows["github:200"]["simulated_units"] == 0 and rows["github:200"]["current_units"] == 8000
+    assert sum(r["simulated_credits"] for r in rows.values()) == 10000
