@@ -72,6 +72,14 @@ def cmd_db_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_db_stop(args: argparse.Namespace) -> int:
+    from credit_pipeline.ledger.engine import credit_home, stop_embedded_server
+
+    data_dir = credit_home() / "pgdata"
+    print(f"embedded server in {data_dir}: " + ("stopped" if stop_embedded_server(data_dir) else "not running"))
+    return EXIT_OK
+
+
 # -- policy ------------------------------------------------------------------
 
 
@@ -337,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="ledger database: upgrade, status").add_subparsers(dest="db_command", required=True)
     db.add_parser("upgrade", help="apply pending sql/ migrations").set_defaults(func=cmd_db_upgrade)
     db.add_parser("status", help="show the database, the server and applied migrations").set_defaults(func=cmd_db_status)
+    db.add_parser("stop", help="stop the embedded server of $CREDIT_PIPELINE_HOME (it is restarted on next use)").set_defaults(func=cmd_db_stop)
 
     policy = sub.add_parser("policy", help="the weight policy").add_subparsers(dest="policy_command", required=True)
     check = policy.add_parser("check", help="validate a policy file and print its hash")

@@ -130,3 +130,13 @@ def stop_embedded(data_dir: Path) -> None:
     if server is not None:
         server.stop()
     embedded_server_url.cache_clear()
+
+
+def stop_embedded_server(data_dir: Path) -> bool:
+    """Stop the embedded server running from ``data_dir`` (started by any process); True if it was running."""
+    if not (data_dir / "postmaster.pid").exists():
+        return False
+    server = _embedded_server(data_dir)
+    server.stop()
+    embedded_server_url.cache_clear()
+    return True
