@@ -14,9 +14,9 @@ from credit_pipeline.sources.base import SourceError
 from credit_pipeline.stages.sources_config import configured_sources
 
 
-def build_weekly_job(partitions: dg.PartitionsDefinition, stages: list[dg.AssetsDefinition]) -> "UnresolvedAssetJobDefinition":
+def build_weekly_job(stages: list[dg.AssetsDefinition]) -> "UnresolvedAssetJobDefinition":
     return dg.define_asset_job(
-        "weekly_epoch_job", selection=dg.AssetSelection.assets(*stages), partitions_def=partitions,
+        "weekly_epoch_job", selection=dg.AssetSelection.assets(*stages),
         description="Collect, resolve and allocate one week (everything before finalize). Run by the weekly "
                     "schedule for the week that just closed, which moves it to review.",
         tags={"credit_pipeline/stage": "weekly"},

@@ -36,7 +36,7 @@ def build_defs(policy_path: str | None = None, resources: dict[str, dg.Configura
     resolved = build_resolution_asset(partitions, [raw_github, raw_discord])
     allocations = build_allocation_asset(partitions, resolved)
     statements = build_statement_asset(partitions, allocations)
-    weekly_job = build_weekly_job(partitions, [raw_github, raw_discord, resolved, allocations])
+    weekly_job = build_weekly_job([raw_github, raw_discord, resolved, allocations])
     return dg.Definitions(
         assets=[raw_github, raw_discord, resolved, allocations, statements],
         jobs=[weekly_job, approve_epoch_job],
