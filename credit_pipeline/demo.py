@@ -76,7 +76,7 @@ def write_instance_yaml(dagster_home: Path, dagster_url: str) -> None:
     config = {
         "storage": {"postgres": {"postgres_url": {"env": ENV_DAGSTER_URL}}},
         "run_coordinator": {"module": "dagster.core.run_coordinator", "class": "QueuedRunCoordinator"},
-        "concurrency": {"runs": {"max_concurrent_runs": 2, "tag_concurrency_limits": [{"key": "credit_pipeline/stage", "value": "finalize", "limit": 1}]}},
+        "concurrency": {"runs": {"max_concurrent_runs": 2}, "pools": {"default_limit": 1}},
         "telemetry": {"enabled": False},
     }
     (dagster_home / "dagster.yaml").write_text(yaml.safe_dump(config, sort_keys=False))

@@ -13,6 +13,7 @@ Kinds and what the client sees:
 - ``github_primary_limit``: 403 (or 429) "API rate limit exceeded ...", ``x-ratelimit-remaining: 0``,
   ``x-ratelimit-reset`` = now + ``reset_in``.
 - ``http_429``: plain 429 with ``Retry-After`` (omitted when ``retry_after`` is None).
+- ``github_forbidden``: 403 "Resource not accessible by personal access token" (a missing permission).
 - ``server_error``: a 5xx (``status``); use ``times=K`` for a burst.
 - ``graphql_rate_limited``: HTTP 200 ``{"data": null, "errors": [{"type": "RATE_LIMITED", ...}]}``.
 - ``discord_429``: Discord's 429 with ``Via: 1.1 google``, ``Retry-After`` and JSON ``retry_after``/``global``.
@@ -38,6 +39,7 @@ class FaultKind(str, Enum):
     GITHUB_PRIMARY_LIMIT = "github_primary_limit"
     HTTP_429 = "http_429"
     SERVER_ERROR = "server_error"
+    GITHUB_FORBIDDEN = "github_forbidden"
     GRAPHQL_RATE_LIMITED = "graphql_rate_limited"
     DISCORD_429 = "discord_429"
     DISCORD_CLOUDFLARE_BAN = "discord_cloudflare_ban"
@@ -72,6 +74,11 @@ class Fault:
     @classmethod
     def http_429(cls, retry_after: float | None = 1) -> "Fault":
         return cls(FaultKind.HTTP_429, status=429, retry_after=retry_after)
+
+    @classmethod
+    def github_forbidden(cls) -> "Fault":
+        """403 "Resource not accessible by personal access token": the token lacks a permission."""
+        return cls(FaultKind.GITHUB_FORBIDDEN, status=403)
 
     @classmethod
     def server_error(cls, status: int = 502) -> "Fault":

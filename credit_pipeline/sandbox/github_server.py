@@ -171,6 +171,9 @@ class GitHubApp(App):
                                               "message": f"API rate limit exceeded for user ID {self.org.viewer.id}."}]}
             return Response(200, body, [*exhausted_headers("graphql", limit, fault.reset_in), *self._common_headers()],
                             content_type="application/json; charset=utf-8")
+        if kind is FaultKind.GITHUB_FORBIDDEN:
+            return self._error(403, "Resource not accessible by personal access token", rate,
+                               documentation_url=f"{DOCS}/pulls/pulls#list-pull-requests")
         if kind in (FaultKind.HTTP_429, FaultKind.DISCORD_429, FaultKind.DISCORD_CLOUDFLARE_BAN):
             extra = [("Retry-After", str(math.ceil(fault.retry_after)))] if fault.retry_after is not None else []
             return self._error(429, "Too Many Requests", [*rate, *extra])

@@ -175,3 +175,20 @@ def test_sensor_skips_when_nothing_is_new_and_requests_once_when_something_is(de
     again = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, repository_def=repo, resources=defs.resources, cursor=tick.cursor))
     assert again.run_requests == []
     assert json.loads(tick.cursor)[f"discord:messages:{channel.id}"]
+
+
+def test_dagster_cli_validates_the_workspace(dagster_db_url, policy_file, tmp_path):
+    """`dagster definitions validate` on the shipped workspace.yaml and dagster.yaml (PostgreSQL storage)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "CREDIT_PIPELINE_DAGSTER_DATABASE_URL": dagster_db_url, "CREDIT_PIPELINE_POLICY": policy_file,
+           "DAGSTER_HOME": str(tmp_path)}
+    (tmp_path / "dagster.yaml").write_text((root / "dagster.yaml").read_text())
+    done = subprocess.run([sys.executable, "-m", "dagster", "definitions", "validate", "-w", str(root / "workspace.yaml")],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "Validation successful" in done.stdout + done.stderr

@@ -141,6 +141,15 @@ def test_bad_token_names_the_variable_and_commits_nothing(store, sandbox, org, m
         make_source("github", env={"GITHUB_TOKEN": ""})
 
 
+def test_forbidden_names_the_token_and_the_permission_and_commits_nothing_for_the_stream(store, sandbox, org, make_source):
+    repo = org.policy_sources()["github"]["repos"][1]
+    sandbox.faults.add(Fault.github_forbidden(), server="github", path=rf"^/repos/{repo}/issues$", times=None)
+    with pytest.raises(SourceAuthError, match=rf"GITHUB_TOKEN may not read github:issues:{repo} \(403: Resource not accessible.*Issues read"):
+        collect(store, make_source("github"), org)
+    assert store.get_cursor("github", "issues", repo) is None
+    assert not [e for e in store.events_between(*window_of(org), source="github") if e["event_type"] == "issue_closed" and repo in e["event_id"]]
+
+
 def test_malformed_item_names_it_and_the_cursor_stops_before_it(store, sandbox, org, make_source):
     repo = org.policy_sources()["github"]["repos"][0]
     sandbox.faults.add(Fault.malformed_item("merged_at", "not-a-date", index=3), server="github", path=r"/pulls$", nth=2)
