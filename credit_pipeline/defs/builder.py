@@ -21,11 +21,17 @@ from credit_pipeline.stages.settings import load_policy
 def default_resources(env: dict[str, str] | None = None) -> dict[str, dg.ConfigurableResource]:
     """Resources from the environment; tokens stay ``EnvVar``s, resolved only when a run needs them."""
     env = dict(os.environ if env is None else env)
+
+    def secret(name: str) -> str:
+        # An unset token must not stop the other source (or the UI) from loading: the adapter that
+        # needs it says which variable to set when it runs.
+        return dg.EnvVar(name) if env.get(name) else ""
+
     return {
         "ledger": LedgerResource(database_url=env.get("CREDIT_PIPELINE_DATABASE_URL")),
         "policy": PolicyResource(path=env.get("CREDIT_PIPELINE_POLICY")),
-        "github": GitHubResource(token=dg.EnvVar("GITHUB_TOKEN"), api_url=env.get("GITHUB_API_URL") or GITHUB_DEFAULT_URL),
-        "discord": DiscordResource(token=dg.EnvVar("DISCORD_BOT_TOKEN"), api_url=env.get("DISCORD_API_URL") or DISCORD_DEFAULT_URL),
+        "github": GitHubResource(token=secret("GITHUB_TOKEN"), api_url=env.get("GITHUB_API_URL") or GITHUB_DEFAULT_URL),
+        "discord": DiscordResource(token=secret("DISCORD_BOT_TOKEN"), api_url=env.get("DISCORD_API_URL") or DISCORD_DEFAULT_URL),
     }
 
 

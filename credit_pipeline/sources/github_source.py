@@ -15,7 +15,6 @@ its last page; pages before that record how far the pass reached.
 
 from __future__ import annotations
 
-import urllib.parse
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -333,9 +332,10 @@ class GitHubSource:
             if not errors:
                 return data
             if any(e.get("type") == "RATE_LIMITED" for e in errors):
+                # The RATE_LIMITED answer carries x-ratelimit-reset; PyGithub has just recorded it.
                 reset = self.requester.rate_limiting_resettime
-                wait = max(reset - datetime.now(UTC).timestamp() + 1, 1.0) if reset else self.graphql_rate_wait
-                wait = min(wait, self.graphql_rate_wait) if not reset else wait
+                wait = reset - datetime.now(UTC).timestamp() + 1 if reset else self.graphql_rate_wait
+                wait = max(wait, 1.0)
                 if wait > self.max_wait:
                     raise RateLimitTooLong(_too_long("GitHub GraphQL is rate limited", wait), datetime.now(UTC) + timedelta(seconds=wait))
                 self.telemetry.sleep(wait, "GitHub GraphQL RATE_LIMITED")
@@ -386,7 +386,3 @@ def _cursor(previous: dict[str, Any], head: str | None, stop: datetime, last: bo
         candidates = [t for t in (through, head) if t]
         return {"through": max(candidates)} if candidates else {"through": iso(stop)}
     return {**({"through": through} if through else {}), "pass": {"head": head, "stop": iso(stop)}}
-
-
-def page_query(url: str) -> dict[str, list[str]]:
-    return urllib.parse.parse_qs(urllib.parse.urlparse(url).query)
