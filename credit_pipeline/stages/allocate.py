@@ -19,6 +19,7 @@ from credit_pipeline.core.policy import Policy
 from credit_pipeline.core.statement import final_units
 from credit_pipeline.ledger.store import EpochRecord, LedgerStore
 from credit_pipeline.stages.resolve import effective_policy
+from credit_pipeline.stages.sources_config import policy_streams
 
 POOL_ALGORITHM = "policy-base-issuance-v1"
 
@@ -71,14 +72,17 @@ def allocation_state(store: LedgerStore, key: str, policy: Policy, conn: Any = N
     )
 
 
-def review_blockers(epoch: EpochRecord, now: datetime) -> list[str]:
+def review_blockers(epoch: EpochRecord, now: datetime, expected_streams: list[str]) -> list[str]:
     """Why an open epoch cannot enter review yet (empty when it can)."""
     blockers = []
     if now < epoch.end:
         blockers.append(f"its window is still open until {epoch.end.isoformat()}")
-    if epoch.final_collection_at is None or epoch.final_collection_at < epoch.end:
-        blockers.append("the final collection after the window closed has not run (materialize the raw activity assets for this partition)")
-    shortfalls = [k for k, v in (epoch.completeness or {}).items() if isinstance(v, dict) and v.get("shortfall")]
+    checked = epoch.completeness or {}
+    missing = [s for s in expected_streams if s not in checked or str(checked[s].get("checked_at", "")) < epoch.end.isoformat()]
+    if missing:
+        blockers.append(f"the final collection after the window closed has not run for {', '.join(missing)} "
+                        "(materialize the raw activity assets for this partition)")
+    shortfalls = [k for k, v in checked.items() if isinstance(v, dict) and v.get("shortfall")]
     if shortfalls and not epoch.completeness_waiver:
         blockers.append(f"completeness shortfall in {', '.join(sorted(shortfalls))}: collect again or waive it with a reason")
     return blockers
@@ -94,7 +98,7 @@ def allocate_epoch(store: LedgerStore, key: str, policy: Policy, now: datetime) 
         proposals = propose_allocations(curated_for_allocation(store.curated_events(key)), rules.weights)
         store.upsert_allocations(key, proposals, ALGORITHM_VERSION)
     if epoch.status == "open":
-        blockers = review_blockers(epoch, now)
+        blockers = review_blockers(epoch, now, [str(ref) for ref in policy_streams(rules)])
         if not blockers:
             store.enter_review(key, rules.canonical(), rules.policy_hash, list(rules.approvers))
             entered = True

@@ -53,9 +53,14 @@ def week(store):
     return events
 
 
-def ready_for_review(store):
+def ready_for_review(store, shortfall: int = 0):
+    """Record a final collection after the window closed for every stream of the policy."""
+    from credit_pipeline.stages.sources_config import policy_streams
+
     store.ensure_epoch(KEY)
-    store.record_completeness(KEY, {"github:pull_requests:acme/widgets": {"stored": 5, "source": 5, "shortfall": 0}}, AFTER)
+    checked = {str(ref): {"stored": 5, "source": 5 + shortfall, "shortfall": shortfall, "checked_at": AFTER.isoformat()}
+               for ref in policy_streams(POLICY)}
+    store.record_completeness(KEY, checked, AFTER)
 
 
 def test_resolution_claimants_then_bindings(store, week):
@@ -76,7 +81,10 @@ def test_open_epoch_does_not_enter_review_until_closed_and_collected(store, week
     assert during.state.status == "open" and not during.entered_review
     assert any("window is still open" in b for b in during.review_blocked)
     after = allocate_epoch(store, KEY, POLICY, now=AFTER)
-    assert any("final collection" in b for b in after.review_blocked)
+    assert any("final collection" in b and "discord:messages:381870553235193858" in b for b in after.review_blocked)
+    partial = {"github:pull_requests:acme/widgets": {"stored": 1, "source": 1, "shortfall": 0, "checked_at": AFTER.isoformat()}}
+    store.record_completeness(KEY, partial, AFTER)
+    assert not allocate_epoch(store, KEY, POLICY, now=AFTER).entered_review  # one stream is not enough
     ready_for_review(store)
     done = allocate_epoch(store, KEY, POLICY, now=AFTER)
     assert done.entered_review and done.state.status == "review" and done.state.pool_total == 10000
@@ -87,8 +95,7 @@ def test_open_epoch_does_not_enter_review_until_closed_and_collected(store, week
 
 def test_completeness_shortfall_blocks_review_until_waived(store, week):
     resolve_epoch(store, KEY, POLICY)
-    store.ensure_epoch(KEY)
-    store.record_completeness(KEY, {"github:pull_requests:acme/widgets": {"stored": 4, "source": 5, "shortfall": 1}}, AFTER)
+    ready_for_review(store, shortfall=1)
     blocked = allocate_epoch(store, KEY, POLICY, now=AFTER)
     assert not blocked.entered_review and "completeness shortfall" in blocked.review_blocked[0]
     store.waive_completeness(KEY, "admin", "PR 5 was deleted upstream")
