@@ -9,6 +9,7 @@ gets its own database, cloned from a migrated template in milliseconds.
 from __future__ import annotations
 
 import itertools
+from contextlib import contextmanager
 import os
 import tempfile
 from collections.abc import Iterator
@@ -53,34 +54,37 @@ def pg_server_url() -> str:
     return embedded_server_url(home / "pgdata")
 
 
+@contextmanager
+def scratch_database(server_url: str, name: str, template: str | None = None) -> Iterator[str]:
+    """Create a database (optionally from a template), yield its URL, drop it afterwards."""
+    admin = _admin(server_url)
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+    try:
+        yield with_database(server_url, name)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
 @pytest.fixture(scope="session")
 def template_db(pg_server_url: str) -> Iterator[str]:
     """A database migrated once per session, cloned by every test."""
     name = f"cp_tmpl_{os.getpid()}"
-    admin = _admin(pg_server_url)
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    engine = sa.create_engine(with_database(pg_server_url, name))
-    upgrade(engine)
-    engine.dispose()
-    yield name
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.dispose()
+    with scratch_database(pg_server_url, name) as url:
+        engine = sa.create_engine(url)
+        upgrade(engine)
+        engine.dispose()
+        yield name
 
 
 @pytest.fixture
 def ledger_url(pg_server_url: str, template_db: str) -> Iterator[str]:
     """A fresh, migrated, empty ledger database for one test."""
-    name = f"cp_t_{os.getpid()}_{next(_counter)}"
-    admin = _admin(pg_server_url)
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
-    yield with_database(pg_server_url, name)
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.dispose()
+    with scratch_database(pg_server_url, f"cp_t_{os.getpid()}_{next(_counter)}", template=template_db) as url:
+        yield url
 
 
 @pytest.fixture

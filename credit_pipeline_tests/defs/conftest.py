@@ -7,17 +7,16 @@ from collections.abc import Iterator
 
 import dagster as dg
 import pytest
-import sqlalchemy as sa
 import yaml
 
 from credit_pipeline.core.hashing import address_of
 from credit_pipeline.defs.builder import build_defs
 from credit_pipeline.defs.resources import DiscordResource, GitHubResource, LedgerResource, PolicyResource
-from credit_pipeline.ledger.engine import with_database
 from credit_pipeline.ledger.store import LedgerStore
 from credit_pipeline.sandbox.runner import start_sandbox
 from credit_pipeline.sandbox.sample_org import generate_org
 
+from credit_pipeline_tests.conftest import scratch_database
 from credit_pipeline_tests.sources.conftest import org_policy
 
 APPROVER_KEY = "0x" + "7a" * 32
@@ -26,15 +25,9 @@ STRANGER_KEY = "0x" + "3b" * 32
 
 @pytest.fixture(scope="session")
 def dagster_db_url(pg_server_url: str) -> Iterator[str]:
-    name = f"cp_dagster_{os.getpid()}"
-    admin = sa.create_engine(with_database(pg_server_url, "postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    yield with_database(pg_server_url, name)
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.dispose()
+    """Dagster's own storage: a database of its own, never the ledger's."""
+    with scratch_database(pg_server_url, f"cp_dagster_{os.getpid()}") as url:
+        yield url
 
 
 @pytest.fixture
