@@ -129,6 +129,15 @@ def cmd_identity_revoke(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_identity_merge(args: argparse.Namespace) -> int:
+    from credit_pipeline.stages.settings import current_actor
+
+    evidence = {"note": args.evidence} if args.evidence else {}
+    moved = _store().merge_users(args.from_user, args.into_user, actor=current_actor(), evidence=evidence)
+    print(f"moved {moved} account(s) from {args.from_user} to {args.into_user}; open and review epochs pick it up on their next resolution")
+    return EXIT_OK
+
+
 def cmd_identity_list(args: argparse.Namespace) -> int:
     rows = [{"provider": p, "external_id": e, "user_id": u} for (p, e), u in sorted(_store().bindings().items())]
     if args.json:
@@ -366,6 +375,11 @@ def build_parser() -> argparse.ArgumentParser:
     _identity_args(revoke)
     revoke.add_argument("--evidence")
     revoke.set_defaults(func=cmd_identity_revoke)
+    merge = identity.add_parser("merge", help="move every account of one person to another (logged)")
+    merge.add_argument("from_user")
+    merge.add_argument("into_user")
+    merge.add_argument("--evidence")
+    merge.set_defaults(func=cmd_identity_merge)
     listing = identity.add_parser("list", help="current bindings")
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(func=cmd_identity_list)

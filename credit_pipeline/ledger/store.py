@@ -547,6 +547,23 @@ class LedgerStore:
             conn.execute(sa.delete(t.user_bindings).where(b.provider == provider, b.external_id == external_id))
             return current
 
+    def merge_users(self, from_user: str, into_user: str, *, actor: str | None = None, evidence: dict[str, Any] | None = None) -> int:
+        """Move every account of ``from_user`` to ``into_user`` (one logged merge per account)."""
+        if from_user == into_user:
+            raise LedgerError("a person cannot be merged into themselves")
+        b = t.user_bindings.c
+        with self.transaction() as conn:
+            accounts = conn.execute(sa.select(b.provider, b.external_id).where(b.user_id == from_user).with_for_update()).all()
+            if not accounts:
+                raise LedgerError(f"{from_user} has no bound accounts; nothing to merge")
+            for provider, external_id in accounts:
+                event_id = conn.execute(sa.insert(t.identity_events).values(
+                    action="merge", provider=provider, external_id=external_id, user_id=into_user, previous_user_id=from_user,
+                    evidence=evidence or {}, actor=actor).returning(t.identity_events.c.identity_event_id)).scalar()
+                conn.execute(sa.update(t.user_bindings).where(b.provider == provider, b.external_id == external_id)
+                             .values(user_id=into_user, identity_event_id=event_id, bound_at=sa.func.now()))
+            return len(accounts)
+
     def bindings(self) -> dict[tuple[str, str], str]:
         """The current account → person index."""
         b = t.user_bindings.c

@@ -192,3 +192,4 @@ def test_dagster_cli_validates_the_workspace(dagster_db_url, policy_file, tmp_pa
                           cwd=root, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "Validation successful" in done.stdout + done.stderr
+

@@ -225,6 +225,18 @@ def test_identity_bindings_are_logged_and_never_silently_repointed(store):
             conn.exec_driver_sql("INSERT INTO identity_events (action, provider, external_id, user_id) VALUES ('bind', 'github', 'octocat', 'x')")
 
 
+def test_merging_people_moves_every_account_and_logs_it(store):
+    store.bind("github", "1", "alice-old")
+    store.bind("discord", "99", "alice-old")
+    store.bind("github", "2", "alice")
+    assert store.merge_users("alice-old", "alice", actor="admin", evidence={"note": "same person"}) == 2
+    assert set(store.bindings().values()) == {"alice"}
+    merges = [(e["provider"], e["previous_user_id"], e["user_id"]) for e in store.identity_log() if e["action"] == "merge"]
+    assert sorted(merges) == [("discord", "alice-old", "alice"), ("github", "alice-old", "alice")]
+    with pytest.raises(LedgerError, match="no bound accounts"):
+        store.merge_users("alice-old", "alice")
+
+
 def test_open_runs_migrations_on_a_url(ledger_url):
     store = LedgerStore.open(ledger_url)
     assert store.list_epochs() == []
