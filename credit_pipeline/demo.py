@@ -208,8 +208,8 @@ def run_demo(say: Say = print) -> dict[str, Any]:
             f"offline from {exported.name}: {'OK' if offline.ok else 'FAIL: ' + str(offline.mismatch)}")
         say(f"done in {time.monotonic() - started:.0f} s. Next:")
         say(f"  credit-pipeline verify {exported}        # recompute the statement offline")
-        say(f"  credit-pipeline epochs                  # every epoch and its status")
-        say(f"  credit-pipeline dev                     # browse these runs in the Dagster UI (sensor and schedule live)")
+        say("  credit-pipeline epochs                  # every epoch and its status")
+        say("  credit-pipeline dev                     # browse these runs in the Dagster UI (sensor and schedule live)")
         if not (report.ok and offline.ok):
             raise RuntimeError("the statement did not verify")
         return {"epoch": key, "statement_hash": bundle["statement_hash"], "verified": report.ok and offline.ok, "bundle_path": str(exported)}

@@ -1,6 +1,5 @@
 """`credit-pipeline demo` on the embedded default: no server configured, a fresh home, run twice."""
 
-import pytest
 
 from credit_pipeline.ledger.engine import stop_embedded
 

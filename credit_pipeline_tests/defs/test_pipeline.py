@@ -7,7 +7,6 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
-import pytest
 
 from credit_pipeline.core.epochs import epoch_key
 from credit_pipeline.core.hashing import sign_message

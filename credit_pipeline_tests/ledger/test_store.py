@@ -107,7 +107,7 @@ def test_allocation_upserts_preserve_adjustments(store):
         store.adjust_allocation(KEY, "carol", 10, " ", actor="admin")
     with pytest.raises(sa.exc.IntegrityError):
         with store.transaction() as conn:
-            conn.exec_driver_sql(f"UPDATE epoch_allocations SET final_units = -1, reason = 'x' WHERE recipient_id = 'bob'")
+            conn.exec_driver_sql("UPDATE epoch_allocations SET final_units = -1, reason = 'x' WHERE recipient_id = 'bob'")
 
 
 def test_pool_components_are_append_only_and_non_negative(store):

@@ -13,7 +13,6 @@ from credit_pipeline_tests.sources.conftest import (
     after_window,
     assert_ground_truth,
     collect,
-    key_of,
     pages,
     stored_view,
     window_of,
@@ -76,7 +75,7 @@ def test_request_budget_is_pages_not_items(store, sandbox, org, make_source):
 
 
 def test_probe_costs_one_request_per_stream_and_sees_new_activity(store, sandbox, org, make_source):
-    key, (start, end) = key_of(org, 1), window_of(org, 1)
+    end = window_of(org, 1)[1]
     collect(store, make_source("github"), org, k=1, now=end + timedelta(days=30), full=False)
     cursors = {ref: store.get_cursor(ref.source, ref.stream, ref.ref) for ref in make_source("github").streams()}
     sandbox.log.reset()
@@ -124,7 +123,7 @@ def test_faults_end_with_the_exact_ground_truth(store, sandbox, org, make_source
 def test_a_wait_longer_than_the_maximum_fails_with_when_to_retry(store, sandbox, org, make_source):
     repo = org.policy_sources()["github"]["repos"][0]
     assert _updated_since(org, repo, window_of(org)[0], closed_only=True) > 100, "the org needs two pages of PRs"
-    sandbox.faults.add(Fault.github_primary_limit(reset_in=600), server="github", path=rf"/pulls$", nth=2)
+    sandbox.faults.add(Fault.github_primary_limit(reset_in=600), server="github", path=r"/pulls$", nth=2)
     with pytest.raises(RateLimitTooLong, match=r"retry after \d{4}-\d\d-\d\dT.*every full page so far is committed") as caught:
         collect(store, make_source("github", max_wait=5), org)
     assert caught.value.retry_at is not None

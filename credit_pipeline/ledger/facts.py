@@ -1,0 +1,104 @@
+"""Raw facts and source cursors: a page of events and its cursor in one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.engine import Connection
+
+from credit_pipeline.core.events import ActivityEvent
+from credit_pipeline.ledger import tables as t
+from credit_pipeline.ledger.records import CursorAdvance, PageWrite, event_row
+from credit_pipeline.ledger.store_base import StoreBase
+
+
+class FactsStore(StoreBase):
+    """Raw facts and source cursors: a page of events and its cursor in one transaction."""
+
+    def record_page(self, events: Sequence[ActivityEvent], cursor: CursorAdvance | None) -> PageWrite:
+        """Insert a page of events and advance its cursor in one transaction.
+
+        Re-inserting known events is a no-op. If anything fails, neither the events
+        nor the cursor are written, so a cursor never passes an uncommitted event.
+        """
+        with self.transaction() as conn:
+            new_ids = self._insert_events(conn, events)
+            if cursor is not None:
+                self._advance_cursor(conn, cursor)
+        return PageWrite(new_ids=new_ids, seen=len(events) - len(new_ids))
+
+    def _insert_events(self, conn: Connection, events: Sequence[ActivityEvent]) -> list[str]:
+        if not events:
+            return []
+        stmt = pg_insert(t.activity_events).on_conflict_do_nothing(index_elements=["event_id"])
+        # insertmanyvalues batches these into multi-row INSERTs with RETURNING.
+        result = conn.execute(stmt.returning(t.activity_events.c.event_id), [event_row(e) for e in events])
+        return [row.event_id for row in result]
+
+    def _advance_cursor(self, conn: Connection, cursor: CursorAdvance) -> None:
+        stmt = pg_insert(t.source_cursors).values(
+            source=cursor.source, stream=cursor.stream, source_ref=cursor.source_ref, position=cursor.position
+        )
+        conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["source", "stream", "source_ref"],
+                set_={"position": stmt.excluded.position, "updated_at": sa.func.now()},
+            )
+        )
+
+    def get_cursor(self, source: str, stream: str, source_ref: str) -> dict[str, Any] | None:
+        c = t.source_cursors.c
+        with self.engine.connect() as conn:
+            return conn.execute(
+                sa.select(c.position).where(c.source == source, c.stream == stream, c.source_ref == source_ref)
+            ).scalar()
+
+    def list_cursors(self, source: str | None = None) -> list[dict[str, Any]]:
+        query = sa.select(t.source_cursors).order_by(*t.source_cursors.primary_key.columns)
+        if source:
+            query = query.where(t.source_cursors.c.source == source)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def events_between(self, start: datetime, end: datetime, source: str | None = None) -> list[dict[str, Any]]:
+        """Events with ``start <= event_time < end`` (without payloads), ordered by id."""
+        e = t.activity_events.c
+        cols = [col for col in t.activity_events.c if col.name != "payload"]
+        query = sa.select(*cols).where(e.event_time >= start, e.event_time < end).order_by(e.event_id)
+        if source:
+            query = query.where(e.source == source)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def get_event(self, event_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(t.activity_events).where(t.activity_events.c.event_id == event_id)).first()
+        return None if row is None else dict(row._mapping)
+
+    def payloads(self, event_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Stored raw payloads by event id (fetched in batches)."""
+        e = t.activity_events.c
+        found: dict[str, dict[str, Any]] = {}
+        with self.engine.connect() as conn:
+            for i in range(0, len(event_ids), 5000):
+                batch = list(event_ids[i:i + 5000])
+                found.update({r.event_id: r.payload for r in conn.execute(sa.select(e.event_id, e.payload).where(e.event_id.in_(batch)))})
+        return found
+
+    def event_counts(self, start: datetime, end: datetime, source: str) -> dict[tuple[str, str], int]:
+        """Stored facts in ``[start, end)`` per (event_type, repo or channel)."""
+        e = t.activity_events.c
+        ref = sa.func.coalesce(e.metadata["repo"].astext, e.metadata["channel_id"].astext)
+        query = (sa.select(e.event_type, ref.label("ref"), sa.func.count()).where(e.source == source, e.event_time >= start, e.event_time < end)
+                 .group_by(e.event_type, ref))
+        with self.engine.connect() as conn:
+            return {(r.event_type, r.ref): r[2] for r in conn.execute(query)}
+
+    def event_times(self, event_ids: Sequence[str]) -> dict[str, datetime]:
+        e = t.activity_events.c
+        with self.engine.connect() as conn:
+            return {r.event_id: r.event_time for r in conn.execute(sa.select(e.event_id, e.event_time).where(e.event_id.in_(list(event_ids))))}
