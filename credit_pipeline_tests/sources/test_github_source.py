@@ -178,3 +178,21 @@ def test_crash_after_page_k_then_rerun(store, sandbox, org, make_source, full, c
         collect(store, make_source("github"), org, now=now, full=full, on_page=crash)
     collect(store, make_source("github"), org, now=now, full=full)
     assert_ground_truth(store, sandbox, window_of(org), "github")
+
+
+def test_issue_credit_can_go_to_the_closer(store, sandbox, org, policy):
+    from credit_pipeline.core.policy import validate_policy
+    from credit_pipeline.stages.sources_config import build_source
+
+    from credit_pipeline_tests.sources.conftest import FAST
+
+    doc = policy.canonical()
+    doc["sources"]["github"]["issue_credit"] = "closer"
+    source = build_source("github", validate_policy(doc), sandbox.env(), **FAST["github"])
+    collect(store, source, org)
+    event_id = org.scenario["issue_closed_by_other"]
+    expected = sandbox.ground_truth(*window_of(org), source="github")[event_id]
+    stored = store.get_event(event_id)
+    assert expected.closer_id and expected.closer_id != expected.platform_user_id
+    assert stored["platform_user_id"] == expected.closer_id and stored["platform_login"] == expected.closer_login
+    assert stored["metadata"]["author_id"] == expected.platform_user_id and stored["metadata"]["credited"] == "closer"

@@ -153,6 +153,15 @@ def test_approval_refusals_write_nothing(store, week):
     assert store.approvals(KEY) == []
 
 
+def test_an_approver_added_to_the_policy_later_is_not_pinned_on_the_epoch(store, week):
+    state = reviewed_epoch(store)
+    later = parse_policy(SPEC_POLICY.replace("0x1111111111111111111111111111111111111111", address_of(STRANGER_KEY)))
+    with pytest.raises(ApprovalRefused, match="not an approver pinned on epoch"):
+        approve_epoch(store, KEY, state.allocation_set_hash, sign_message(state.approval_message, STRANGER_KEY), later)
+    assert store.approvals(KEY) == []
+    assert approve_epoch(store, KEY, state.allocation_set_hash, sign_message(state.approval_message, APPROVER_KEY), later).signer == address_of(APPROVER_KEY)
+
+
 def test_an_adjustment_after_approval_invalidates_it(store, week):
     state = reviewed_epoch(store)
     approve_epoch(store, KEY, state.allocation_set_hash, sign_message(state.approval_message, APPROVER_KEY), POLICY)
