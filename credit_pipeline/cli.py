@@ -21,6 +21,10 @@ from credit_pipeline.sources.base import SourceError
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 
+class UsageError(ValueError):
+    """Arguments that do not make a command (exit 2)."""
+
+
 class CheckFailed(Exception):
     """A verification that ran and found a mismatch (exit 1)."""
 
@@ -225,16 +229,12 @@ def cmd_approve(args: argparse.Namespace) -> int:
     else:
         key = os.environ.get(args.key_env or "")
         if not key:
-            raise ApprovalInputError(f"environment variable {args.key_env} is not set: export the approver's private key in it, "
+            raise UsageError(f"environment variable {args.key_env} is not set: export the approver's private key in it, "
                                      "or pass --signature")
         signature = sign_message(state.approval_message, key)
     record = approve_epoch(store, args.epoch, reviewed, signature, policy)
     print(f"approved by {record.signer}: allocation set {record.allocation_set_hash}")
     return EXIT_OK
-
-
-class ApprovalInputError(ValueError):
-    pass
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -243,11 +243,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from credit_pipeline.stages.verify import verify_file_bytes, verify_stored
 
     if bool(args.epoch) == bool(args.bundle):
-        raise ApprovalInputError("give either --epoch KEY (verify against the ledger) or a BUNDLE.json file (offline)")
+        raise UsageError("give either --epoch KEY (verify against the ledger) or a BUNDLE.json file (offline)")
     if args.bundle:
         path = Path(args.bundle)
         if not path.is_file():
-            raise ApprovalInputError(f"{path} is not a file; export one with credit-pipeline export --epoch KEY --format json")
+            raise UsageError(f"{path} is not a file; export one with credit-pipeline export --epoch KEY --format json")
         report, what = verify_file_bytes(path.read_bytes()), str(path)
     else:
         report, what = verify_stored(_store(), args.epoch), f"epoch {args.epoch} (ledger)"
@@ -279,7 +279,7 @@ def cmd_adjust(args: argparse.Namespace) -> int:
 
     units = None if args.clear else args.units
     if units is None and not args.clear:
-        raise ApprovalInputError("give --units N with a --reason, or --clear to go back to the proposal")
+        raise UsageError("give --units N with a --reason, or --clear to go back to the proposal")
     _store().adjust_allocation(args.epoch, args.recipient, units, args.reason, actor=current_actor())
     print(f"epoch {args.epoch}: {args.recipient} " + (f"set to {units} units ({args.reason})" if units is not None else "back to the proposal"))
     print("the allocation set hash changed: earlier approvals no longer apply; approve again")
@@ -469,7 +469,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CheckFailed as exc:
         print(f"FAIL: {exc}", file=sys.stderr)
         return EXIT_CHECK_FAILED
-    except (PolicyError, EpochKeyError, LedgerError, MigrationError, DatabaseConfigError, SourceError, ApprovalInputError) as exc:
+    except (PolicyError, EpochKeyError, LedgerError, MigrationError, DatabaseConfigError, SourceError, UsageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

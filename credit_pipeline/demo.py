@@ -11,7 +11,6 @@ environment in the Dagster UI with the sensor and schedule live.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import signal
 import subprocess
@@ -249,7 +248,3 @@ def run_dev(say: Say = print, port: int = 3000) -> int:
             return 0
     finally:
         env.sandbox.stop()
-
-
-def summary_json(result: dict[str, Any]) -> str:
-    return json.dumps(result, indent=2)

@@ -1,7 +1,7 @@
 """`credit-pipeline demo` on the embedded default: no server configured, a fresh home, run twice."""
 
 
-from credit_pipeline.ledger.engine import stop_embedded
+from credit_pipeline.ledger.engine import stop_embedded_server
 
 
 def test_demo_runs_end_to_end_twice_on_the_embedded_default(monkeypatch, tmp_path):
@@ -23,4 +23,4 @@ def test_demo_runs_end_to_end_twice_on_the_embedded_default(monkeypatch, tmp_pat
         assert second["statement_hash"] == first["statement_hash"]
         assert "0 new events" in "\n".join(lines)
     finally:
-        stop_embedded((tmp_path / "home" / "pgdata"))
+        stop_embedded_server((tmp_path / "home" / "pgdata"))

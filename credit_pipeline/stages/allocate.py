@@ -18,7 +18,7 @@ from credit_pipeline.core.hashing import allocation_set_hash, approval_message
 from credit_pipeline.core.policy import Policy
 from credit_pipeline.core.statement import final_units
 from credit_pipeline.ledger.store import EpochRecord, LedgerStore
-from credit_pipeline.stages.resolve import effective_policy
+from credit_pipeline.stages.resolve import curated_event, effective_policy
 from credit_pipeline.stages.sources_config import policy_streams
 
 POOL_ALGORITHM = "policy-base-issuance-v1"
@@ -50,7 +50,7 @@ class AllocateReport:
 
 
 def curated_for_allocation(rows: list[dict[str, Any]]) -> list[CuratedEvent]:
-    return [CuratedEvent(r["event_id"], r["source"], r["event_type"], r["recipient_id"], r["included"], r["weight_override"]) for r in rows]
+    return [curated_event(r) for r in rows]
 
 
 def allocation_state(store: LedgerStore, key: str, policy: Policy, conn: Any = None) -> AllocationState:

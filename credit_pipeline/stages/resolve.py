@@ -57,6 +57,11 @@ class ResolveReport:
         return self.by_resolution.get(CLAIMANT, 0) + self.by_resolution.get("unresolved_excluded", 0)
 
 
+def curated_event(row: dict) -> CuratedEvent:
+    """A stored curation row (joined with its event) as the allocation sees it."""
+    return CuratedEvent(row["event_id"], row["source"], row["event_type"], row["recipient_id"], row["included"], row["weight_override"])
+
+
 def effective_policy(epoch: EpochRecord, current: Policy) -> Policy:
     """The epoch's pinned policy once it is in review; the current one while open."""
     return validate_policy(epoch.policy, f"pinned policy of epoch {epoch.key}") if epoch.policy else current
@@ -90,10 +95,7 @@ def summarize_curation(store: LedgerStore, key: str, policy: Policy, report: Res
     rows = store.curated_events(key)
     report.curated = len(rows)
     report.outside_window = store.count_curated_outside_window(key)
-    report.resolved_weight = sum(
-        event_weight(CuratedEvent(r["event_id"], r["source"], r["event_type"], r["recipient_id"], True, r["weight_override"]), policy.weights)
-        for r in rows if r["included"] and r["resolution"] == "bound"
-    )
+    report.resolved_weight = sum(event_weight(curated_event(r), policy.weights) for r in rows if r["included"] and r["resolution"] == "bound")
     report.by_resolution = dict(Counter(r["resolution"] for r in rows))
     accounts: dict[tuple[str, str], list[dict]] = {}
     for r in rows:
@@ -106,10 +108,7 @@ def summarize_curation(store: LedgerStore, key: str, policy: Policy, report: Res
                 external_id=external_id,
                 login=max(items, key=lambda i: i["event_time"])["platform_login"],
                 events=sum(1 for i in items if i["included"]),
-                weight=sum(
-                    event_weight(CuratedEvent(i["event_id"], i["source"], i["event_type"], i["recipient_id"], i["included"], i["weight_override"]), policy.weights)
-                    for i in items if i["included"]
-                ),
+                weight=sum(event_weight(curated_event(i), policy.weights) for i in items if i["included"]),
             )
             for (provider, external_id), items in accounts.items()
         ),

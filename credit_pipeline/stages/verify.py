@@ -17,7 +17,7 @@ from credit_pipeline.stages.finalize import statement_from_ledger
 
 
 def verify_file_bytes(data: bytes) -> VerificationReport:
-    """Verify an exported bundle; also checks it is in canonical form."""
+    """Verify an exported bundle from its bytes (whitespace and key order do not matter: the hash is over canonical JSON)."""
     try:
         bundle = json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -1,7 +1,7 @@
 import pytest
 import sqlalchemy as sa
 
-from credit_pipeline.ledger.engine import DatabaseConfigError, normalize_url, resolve_database, stop_embedded
+from credit_pipeline.ledger.engine import DatabaseConfigError, normalize_url, resolve_database, stop_embedded_server
 from credit_pipeline.ledger.store import LedgerStore
 
 from credit_pipeline_tests.ledger.factories import pr_event
@@ -50,4 +50,4 @@ def test_embedded_default_with_no_server_configured(monkeypatch, tmp_path):
         assert resolve_database().url == target.url
         store.engine.dispose()
     finally:
-        stop_embedded(target.data_dir)
+        stop_embedded_server(target.data_dir)
