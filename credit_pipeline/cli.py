@@ -108,37 +108,48 @@ def cmd_epochs(args: argparse.Namespace) -> int:
     elif not rows:
         print("no epochs yet: collect activity first (credit-pipeline collect --epoch KEY)")
     else:
-        _print_table(rows, ["key", "window", "status", "events", "pool", "statement_hash"])
+        _print_table(rows, ["key", "window", "status", "events", "pool", "revision", "statement_hash"])
+        for row in rows:
+            if row["revision"] and row["revision"] > 1:
+                print(f"{row['key']}: revision {row['revision']} supersedes the earlier ones: {row['chain']}")
     return EXIT_OK
 
 
 # -- identity ------------------------------------------------------------------
 
 
+def _rederived(keys: list[str]) -> str:
+    return f"; re-derived epoch(s) {', '.join(keys)}" if keys else ""
+
+
 def cmd_identity_bind(args: argparse.Namespace) -> int:
+    from credit_pipeline.stages.admin import bind_account
     from credit_pipeline.stages.settings import current_actor
 
     evidence = {"note": args.evidence} if args.evidence else {}
-    new = _store().bind(args.provider, args.external_id, args.user_id, actor=current_actor(), evidence=evidence)
-    print(f"{args.provider}:{args.external_id} -> {args.user_id}" + ("" if new else " (already bound)"))
+    new, keys = bind_account(_store(), args.provider, args.external_id, args.user_id, _load_policy(args),
+                             actor=current_actor(), evidence=evidence)
+    print(f"{args.provider}:{args.external_id} -> {args.user_id}" + ("" if new else " (already bound)") + _rederived(keys))
     return EXIT_OK
 
 
 def cmd_identity_revoke(args: argparse.Namespace) -> int:
+    from credit_pipeline.stages.admin import revoke_account
     from credit_pipeline.stages.settings import current_actor
 
     evidence = {"note": args.evidence} if args.evidence else {}
-    user = _store().revoke(args.provider, args.external_id, actor=current_actor(), evidence=evidence)
-    print(f"{args.provider}:{args.external_id} is no longer bound to {user}")
+    user, keys = revoke_account(_store(), args.provider, args.external_id, _load_policy(args), actor=current_actor(), evidence=evidence)
+    print(f"{args.provider}:{args.external_id} is no longer bound to {user}{_rederived(keys)}")
     return EXIT_OK
 
 
 def cmd_identity_merge(args: argparse.Namespace) -> int:
+    from credit_pipeline.stages.admin import merge_people
     from credit_pipeline.stages.settings import current_actor
 
     evidence = {"note": args.evidence} if args.evidence else {}
-    moved = _store().merge_users(args.from_user, args.into_user, actor=current_actor(), evidence=evidence)
-    print(f"moved {moved} account(s) from {args.from_user} to {args.into_user}; open and review epochs pick it up on their next resolution")
+    moved, keys = merge_people(_store(), args.from_user, args.into_user, _load_policy(args), actor=current_actor(), evidence=evidence)
+    print(f"moved {moved} account(s) from {args.from_user} to {args.into_user}{_rederived(keys)}")
     return EXIT_OK
 
 
@@ -211,49 +222,68 @@ def cmd_approve(args: argparse.Namespace) -> int:
     import os
 
     from credit_pipeline.core.hashing import sign_message
-    from credit_pipeline.stages.allocate import allocation_state
-    from credit_pipeline.stages.approve import approve_epoch
+    from credit_pipeline.stages.approve import approvable_state, approve_epoch
 
     store = _store()
     policy = _load_policy(args)
-    state = allocation_state(store, args.epoch, policy)
-    print(f"epoch {args.epoch} ({state.status}): {len(state.allocations)} recipients, pool {state.pool_total}")
+    state = approvable_state(store, args.epoch, policy)
+    print(f"epoch {args.epoch} ({state.status}), revision {state.revision}: {len(state.allocations)} recipients, pool {state.pool_total}")
     print(f"allocation set hash: {state.allocation_set_hash}")
     print("approval message (EIP-191 personal_sign):")
     print("  " + state.approval_message.replace("\n", "\n  "))
     if args.print_message:
+        print(f"to approve: credit-pipeline approve --epoch {args.epoch} --hash {state.allocation_set_hash} --key-env VAR "
+              "(or --signature 0x...)")
         return EXIT_OK
-    reviewed = args.hash or state.allocation_set_hash
+    if not args.hash:
+        raise UsageError(f"give --hash {state.allocation_set_hash[:12]}... (the allocation set hash you reviewed) so that "
+                         "what you sign is what you saw; print it with --print-message")
     if args.signature:
         signature = args.signature
     else:
         key = os.environ.get(args.key_env or "")
         if not key:
             raise UsageError(f"environment variable {args.key_env} is not set: export the approver's private key in it, "
-                                     "or pass --signature")
+                             "or pass --signature")
         signature = sign_message(state.approval_message, key)
-    record = approve_epoch(store, args.epoch, reviewed, signature, policy)
-    print(f"approved by {record.signer}: allocation set {record.allocation_set_hash}")
+    record = approve_epoch(store, args.epoch, args.hash, signature, policy)
+    print(f"approved by {record.signer}: revision {record.revision}, allocation set {record.allocation_set_hash}")
+    print(f"next: materialize payout_statements for partition {args.epoch} (the admin's finalize)")
     return EXIT_OK
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from credit_pipeline.core.verification import Expectations
     from credit_pipeline.stages.verify import verify_file_bytes, verify_stored
 
     if bool(args.epoch) == bool(args.bundle):
         raise UsageError("give either --epoch KEY (verify against the ledger) or a BUNDLE.json file (offline)")
+    expectations = Expectations.of(args.expect_approver or (), args.expect_policy_hash, args.expect_ledger)
     if args.bundle:
         path = Path(args.bundle)
         if not path.is_file():
             raise UsageError(f"{path} is not a file; export one with credit-pipeline export --epoch KEY --format json")
-        report, what = verify_file_bytes(path.read_bytes()), str(path)
+        report, what = verify_file_bytes(path.read_bytes(), expectations), str(path)
     else:
-        report, what = verify_stored(_store(), args.epoch), f"epoch {args.epoch} (ledger)"
+        report, what = verify_stored(_store(), args.epoch, expectations), f"epoch {args.epoch} (ledger)"
     if not report.ok:
         raise CheckFailed(f"{what}: {report.mismatch}")
+    proved = report.proved
     print(f"OK: {what}: {len(report.checks)} checks recomputed and matched")
+    print(f"  epoch {proved['epoch']} revision {proved['revision']}"
+          + (f" (supersedes {proved['supersedes']})" if proved.get("supersedes") else "")
+          + f", ledger {proved.get('ledger_id') or 'not named (v1 statement)'}")
+    print(f"  statement {proved['statement_hash']}; policy {proved['policy_hash']}")
+    print(f"  {proved['recipients']} recipients, {proved['credited_events']} credited events, pool {proved['pool_total']}")
+    print(f"  signed by {', '.join(proved['signers'])}; the pinned policy names approvers {', '.join(proved['approvers'])}")
+    if args.bundle:
+        checked = [n for n, given in (("approvers", args.expect_approver), ("policy hash", args.expect_policy_hash),
+                                      ("ledger", args.expect_ledger)) if given]
+        print("  offline, this proves the bundle is internally consistent and signed by keys its own policy names"
+              + (f"; checked against what you expect: {', '.join(checked)}" if checked else
+                 "; pass --expect-approver ADDR (and --expect-policy-hash, --expect-ledger) to check those against what you trust"))
     return EXIT_OK
 
 
@@ -275,35 +305,62 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_adjust(args: argparse.Namespace) -> int:
+    from credit_pipeline.stages.admin import adjust_recipient
     from credit_pipeline.stages.settings import current_actor
 
     units = None if args.clear else args.units
     if units is None and not args.clear:
         raise UsageError("give --units N with a --reason, or --clear to go back to the proposal")
-    _store().adjust_allocation(args.epoch, args.recipient, units, args.reason, actor=current_actor())
+    adjust_recipient(_store(), args.epoch, args.recipient, units, args.reason, _load_policy(args), actor=current_actor())
     print(f"epoch {args.epoch}: {args.recipient} " + (f"set to {units} units ({args.reason})" if units is not None else "back to the proposal"))
     print("the allocation set hash changed: earlier approvals no longer apply; approve again")
     return EXIT_OK
 
 
 def cmd_curate(args: argparse.Namespace) -> int:
+    from credit_pipeline.stages.admin import curate_event
     from credit_pipeline.stages.settings import current_actor
 
     included = False if args.exclude else (True if args.include else None)
-    _store().set_curation(args.event, actor=current_actor(), included=included, weight_override=args.weight,
-                          clear_override=args.clear_weight, note=args.note)
-    print(f"curated {args.event}; re-materialize epoch_allocations (or credit-pipeline collect is not needed) to update proposals")
+    key = curate_event(_store(), args.event, _load_policy(args), actor=current_actor(), included=included,
+                       weight_override=args.weight, clear_override=args.clear_weight, note=args.note)
+    print(f"curated {args.event}; epoch {key}'s allocations are re-derived (earlier approvals of it no longer apply)")
     return EXIT_OK
 
 
 def cmd_pool_add(args: argparse.Namespace) -> int:
+    from credit_pipeline.core.epochs import parse_epoch_key
+    from credit_pipeline.stages.admin import add_pool
     from credit_pipeline.stages.settings import current_actor
 
-    store = _store()
-    store.ensure_epoch(args.epoch)
-    new = store.add_pool_component(args.epoch, args.component, args.amount, algorithm_version="manual-v1",
-                                   inputs={"note": args.note} if args.note else {}, evidence_ref=args.evidence, actor=current_actor())
+    parse_epoch_key(args.epoch)
+    new = add_pool(_store(), args.epoch, args.component, args.amount, actor=current_actor(), note=args.note, evidence=args.evidence)
     print(f"epoch {args.epoch}: {args.component} = {args.amount}" + ("" if new else " (already recorded)"))
+    return EXIT_OK
+
+
+def cmd_waive(args: argparse.Namespace) -> int:
+    from credit_pipeline.core.epochs import parse_epoch_key
+    from credit_pipeline.stages.admin import waive_shortfall
+    from credit_pipeline.stages.settings import current_actor
+
+    parse_epoch_key(args.epoch)
+    waiver = waive_shortfall(_store(), args.epoch, args.reason, actor=current_actor())
+    print(f"epoch {args.epoch}: shortfall in {', '.join(waiver['streams'])} waived by {waiver['by']} ({waiver['reason']}); "
+          "it is recorded in the epoch and in its statement. Materialize epoch_allocations to enter review")
+    return EXIT_OK
+
+
+def cmd_correct(args: argparse.Namespace) -> int:
+    from credit_pipeline.core.epochs import parse_epoch_key
+    from credit_pipeline.stages.admin import correct_recipient
+    from credit_pipeline.stages.settings import current_actor
+
+    parse_epoch_key(args.epoch)
+    revision = correct_recipient(_store(), args.epoch, args.recipient, args.units, args.reason, actor=current_actor())
+    print(f"epoch {args.epoch}: {args.recipient} corrected to {args.units} units for revision {revision} ({args.reason})")
+    print(f"next: an approver signs revision {revision} (credit-pipeline approve --epoch {args.epoch} --print-message), "
+          f"then materialize payout_statements for {args.epoch}; revision {revision - 1} stays as it was")
     return EXIT_OK
 
 
@@ -370,15 +427,18 @@ def build_parser() -> argparse.ArgumentParser:
     _identity_args(bind)
     bind.add_argument("user_id", help="the person's id in your DAO (e.g. alice)")
     bind.add_argument("--evidence", help="why this binding is right (a link, a signed message)")
+    bind.add_argument("--policy", help="policy file for re-resolving open epochs (default $CREDIT_PIPELINE_POLICY or ./policy.yaml)")
     bind.set_defaults(func=cmd_identity_bind)
     revoke = identity.add_parser("revoke", help="remove an account's binding (logged)")
     _identity_args(revoke)
     revoke.add_argument("--evidence")
+    revoke.add_argument("--policy", help="policy file for re-resolving open epochs (default $CREDIT_PIPELINE_POLICY or ./policy.yaml)")
     revoke.set_defaults(func=cmd_identity_revoke)
     merge = identity.add_parser("merge", help="move every account of one person to another (logged)")
     merge.add_argument("from_user")
     merge.add_argument("into_user")
     merge.add_argument("--evidence")
+    merge.add_argument("--policy", help="policy file for re-resolving open epochs (default $CREDIT_PIPELINE_POLICY or ./policy.yaml)")
     merge.set_defaults(func=cmd_identity_merge)
     listing = identity.add_parser("list", help="current bindings")
     listing.add_argument("--json", action="store_true")
@@ -403,13 +463,17 @@ def build_parser() -> argparse.ArgumentParser:
     how.add_argument("--signature", help="an EIP-191 signature of the approval message, made elsewhere")
     how.add_argument("--key-env", help="name of an environment variable holding the approver's private key")
     how.add_argument("--print-message", action="store_true", help="only print the hash and the message to sign")
-    approve.add_argument("--hash", help="the allocation set hash you reviewed (default: the current one, printed)")
+    approve.add_argument("--hash", help="the allocation set hash you reviewed (required to approve; --print-message shows it)")
     approve.add_argument("--policy")
     approve.set_defaults(func=cmd_approve)
 
     verify = sub.add_parser("verify", help="recompute a statement: --epoch KEY from the ledger, or BUNDLE.json offline")
     verify.add_argument("bundle", nargs="?", help="an exported statement bundle (JSON)")
     verify.add_argument("--epoch")
+    verify.add_argument("--expect-approver", action="append", metavar="ADDR",
+                        help="an approver address you trust (repeatable): FAIL if the statement is signed by anyone else")
+    verify.add_argument("--expect-policy-hash", metavar="HASH", help="FAIL unless the statement pins this policy hash")
+    verify.add_argument("--expect-ledger", metavar="UUID", help="FAIL unless the statement was issued by this ledger")
     verify.set_defaults(func=cmd_verify)
 
     export = sub.add_parser("export", help="write a finalized statement: json (the signed bytes), csv, safe-csv, md")
@@ -425,6 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
     adjust.add_argument("--units", type=int, help="final units (milli-units, integer >= 0)")
     adjust.add_argument("--reason")
     adjust.add_argument("--clear", action="store_true", help="drop the adjustment (back to the proposal)")
+    adjust.add_argument("--policy")
     adjust.set_defaults(func=cmd_adjust)
 
     curate = sub.add_parser("curate", help="exclude/include an event, override its weight, add a note")
@@ -436,7 +501,20 @@ def build_parser() -> argparse.ArgumentParser:
     weight.add_argument("--weight", type=int, help="override weight in milli-units (>= 0)")
     weight.add_argument("--clear-weight", action="store_true")
     curate.add_argument("--note")
+    curate.add_argument("--policy")
     curate.set_defaults(func=cmd_curate)
+
+    waive = sub.add_parser("waive", help="waive an open epoch's completeness shortfall, with a reason (recorded)")
+    waive.add_argument("--epoch", required=True)
+    waive.add_argument("--reason", required=True, help="why the missing items may be left out")
+    waive.set_defaults(func=cmd_waive)
+
+    correct = sub.add_parser("correct", help="correct a finalized epoch: set a recipient's units for the next statement revision")
+    correct.add_argument("--epoch", required=True)
+    correct.add_argument("--recipient", required=True, help="a person's id or a claimant provider:external_id")
+    correct.add_argument("--units", required=True, type=int, help="corrected final units (milli-units, integer >= 0)")
+    correct.add_argument("--reason", required=True)
+    correct.set_defaults(func=cmd_correct)
 
     pool = sub.add_parser("pool", help="pool components").add_subparsers(dest="pool_command", required=True)
     pool_add = pool.add_parser("add", help="record a kpi_bonus or top_up component (append-only)")

@@ -186,7 +186,7 @@ def run_demo(say: Say = print) -> dict[str, Any]:
 
             state = allocation_state(store, key, load_policy(env.policy_path))
             say(f"approving allocation set {state.allocation_set_hash[:16]}… with the demo approver {address_of(DEMO_APPROVER_KEY)}")
-            if not any(a["allocation_set_hash"] == state.allocation_set_hash for a in store.approvals(key)):
+            if not any(a["message"] == state.approval_message for a in store.approvals(key)):
                 config = {"epoch_key": key, "allocation_set_hash": state.allocation_set_hash,
                           "signature": sign_message(state.approval_message, DEMO_APPROVER_KEY)}
                 result = defs.get_job_def("approve_epoch").execute_in_process(

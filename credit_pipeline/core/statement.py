@@ -1,28 +1,43 @@
-"""The payout statement bundle and its offline verification (SPEC §9).
+"""The payout statement bundle (SPEC §9, §10).
 
 A bundle is self-contained JSON: from it alone anyone can recompute every weight,
 allocation, hash and payout, and recover who approved it. ``statement_hash`` is the
 SHA-256 of the canonical JSON of everything else, so one changed byte is caught.
+
+Format v2 (written since approval message v2) names the ledger it was issued by, its
+revision and the statement it supersedes, and carries what an auditor needs to see
+who decided what: each credited event's account and time, curation notes and their
+authors, adjustments and corrections with reasons and authors, the completeness
+result and any waiver, and a hash of the identity log the recipients were resolved
+from. v1 bundles stay verifiable (``core.verification``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
-from credit_pipeline.core.allocation import ALGORITHM_VERSION, CuratedEvent, event_weight, propose_allocations
+from credit_pipeline.core.allocation import ALGORITHM_VERSION, CuratedEvent, event_weight
 from credit_pipeline.core.canonical import canonical_hash, canonical_json
 from credit_pipeline.core.epochs import window_for_key
-from credit_pipeline.core.hashing import SignatureError, allocation_set_hash, approval_message, recover_signer
+from credit_pipeline.core.hashing import allocation_set_hash
 from credit_pipeline.core.payouts import compute_payouts
-from credit_pipeline.core.policy import POOL_COMPONENTS, PolicyError, validate_policy
 
-BUNDLE_FORMAT = "credit_pipeline.statement.v1"
+BUNDLE_FORMAT_V1 = "credit_pipeline.statement.v1"
+BUNDLE_FORMAT_V2 = "credit_pipeline.statement.v2"
+BUNDLE_FORMAT = BUNDLE_FORMAT_V2
 
 
-def _iso(ts: Any) -> str:
-    return ts.isoformat().replace("+00:00", "Z") if hasattr(ts, "isoformat") else str(ts)
+def iso_utc(ts: Any) -> str | None:
+    """A timestamp as ISO 8601 in UTC with ``Z`` (whatever offset it was read with)."""
+    if ts is None:
+        return None
+    if isinstance(ts, datetime):
+        if ts.tzinfo is None:
+            raise ValueError(f"timestamp {ts.isoformat()} has no time zone")
+        return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return str(ts)
 
 
 def final_units(allocation: dict[str, Any]) -> int:
@@ -31,22 +46,65 @@ def final_units(allocation: dict[str, Any]) -> int:
     return allocation["proposed_units"] if final is None else final
 
 
+def curated_of(e: dict[str, Any]) -> CuratedEvent:
+    """A bundle event as the allocation sees it (bundle events are counted events)."""
+    return CuratedEvent(e["event_id"], e["source"], e["event_type"], e["recipient_id"], True, e.get("weight_override"))
+
+
+def effective_corrections(corrections: Sequence[dict[str, Any]], revision: int) -> dict[str, dict[str, Any]]:
+    """The correction in force per recipient at ``revision``: the latest one recorded up to it."""
+    latest: dict[str, dict[str, Any]] = {}
+    for c in corrections:  # in recording order
+        if c["revision"] <= revision:
+            latest[c["recipient_id"]] = c
+    return latest
+
+
+def corrected_allocations(allocations: Sequence[dict[str, Any]], corrections: Sequence[dict[str, Any]], revision: int) -> list[dict[str, Any]]:
+    """Allocation rows with final units and reasons as they stand at ``revision``, sorted by recipient."""
+    rows = {
+        a["recipient_id"]: {
+            "recipient_id": a["recipient_id"],
+            "proposed_units": a["proposed_units"],
+            "activity_count": a["activity_count"],
+            "final_units": final_units(a),
+            "reason": a.get("reason"),
+            "adjusted_by": a.get("adjusted_by"),
+            "adjusted_at": iso_utc(a.get("adjusted_at")),
+            "corrected_in": None,
+        }
+        for a in allocations
+    }
+    for rid, c in effective_corrections(corrections, revision).items():
+        row = rows.setdefault(rid, {"recipient_id": rid, "proposed_units": 0, "activity_count": 0, "adjusted_by": None, "adjusted_at": None})
+        row.update(final_units=c["final_units"], reason=c["reason"], corrected_in=c["revision"])
+    return [rows[r] for r in sorted(rows)]
+
+
 def build_statement(
     *,
+    ledger_id: str,
     epoch_key: str,
+    revision: int,
+    supersedes: str | None,
     policy: dict[str, Any],
     policy_hash: str,
     events: Sequence[dict[str, Any]],
     allocations: Sequence[dict[str, Any]],
+    corrections: Sequence[dict[str, Any]],
     pool_components: Sequence[dict[str, Any]],
     approvals: Sequence[dict[str, Any]],
     finalized_at: Any,
+    issued_at: Any,
+    identity: dict[str, Any],
+    completeness: dict[str, Any] | None,
+    completeness_waiver: dict[str, Any] | None,
 ) -> dict[str, Any]:
-    """Assemble the bundle from stored rows and compute payouts and hashes.
+    """Assemble a v2 bundle from stored rows and compute payouts and hashes.
 
-    ``events`` are the counted events (id, source, event_type, recipient_id,
-    weight_override, payload_hash); ``allocations`` carry proposed_units,
-    activity_count, final_units (None = proposal kept) and reason.
+    ``events`` are the counted events; ``allocations`` carry proposed_units,
+    activity_count, final_units (None = proposal kept), reason and who adjusted;
+    ``corrections`` every correction recorded for the epoch (in order).
     """
     start, end = window_for_key(epoch_key)
     weights = policy["weights"]
@@ -55,23 +113,21 @@ def build_statement(
             "event_id": e["event_id"],
             "source": e["source"],
             "event_type": e["event_type"],
+            "platform_user_id": e["platform_user_id"],
+            "platform_login": e["platform_login"],
+            "event_time": iso_utc(e["event_time"]),
             "recipient_id": e["recipient_id"],
+            "resolution": e["resolution"],
             "weight_override": e.get("weight_override"),
-            "weight": event_weight(_curated(e), weights),
+            "weight": event_weight(curated_of(e), weights),
             "payload_hash": e["payload_hash"],
+            "note": e.get("note"),
+            "curated_by": e.get("curated_by"),
+            "curated_at": iso_utc(e.get("curated_at")),
         }
         for e in sorted(events, key=lambda e: e["event_id"])
     ]
-    allocation_rows = [
-        {
-            "recipient_id": a["recipient_id"],
-            "proposed_units": a["proposed_units"],
-            "activity_count": a["activity_count"],
-            "final_units": final_units(a),
-            "reason": a.get("reason"),
-        }
-        for a in sorted(allocations, key=lambda a: a["recipient_id"])
-    ]
+    allocation_rows = corrected_allocations(allocations, corrections, revision)
     finals = {a["recipient_id"]: a["final_units"] for a in allocation_rows}
     components = sorted(
         (
@@ -81,6 +137,7 @@ def build_statement(
                 "algorithm_version": c["algorithm_version"],
                 "inputs": c.get("inputs") or {},
                 "evidence_ref": c.get("evidence_ref"),
+                "recorded_by": c.get("recorded_by"),
             }
             for c in pool_components
         ),
@@ -88,24 +145,31 @@ def build_statement(
     )
     pool_total = sum(c["amount"] for c in components)
     body: dict[str, Any] = {
-        "format": BUNDLE_FORMAT,
-        "epoch": {"key": epoch_key, "start": _iso(start), "end": _iso(end), "finalized_at": _iso(finalized_at)},
+        "format": BUNDLE_FORMAT_V2,
+        "ledger_id": ledger_id,
+        "revision": revision,
+        "supersedes": supersedes,
+        "epoch": {"key": epoch_key, "start": iso_utc(start), "end": iso_utc(end), "finalized_at": iso_utc(finalized_at)},
+        "issued_at": iso_utc(issued_at),
         "algorithm": ALGORITHM_VERSION,
         "policy": policy,
         "policy_hash": policy_hash,
+        "completeness": completeness,
+        "completeness_waiver": completeness_waiver,
+        "identity": identity,
         "events": event_rows,
         "allocations": allocation_rows,
+        "corrections": [
+            {"revision": c["revision"], "recipient_id": c["recipient_id"], "final_units": c["final_units"], "reason": c["reason"],
+             "corrected_by": c.get("corrected_by"), "corrected_at": iso_utc(c.get("corrected_at"))}
+            for c in corrections if c["revision"] <= revision
+        ],
         "allocation_set_hash": allocation_set_hash(finals),
         "pool": {"components": components, "total": pool_total},
         "payouts": [line.to_dict() for line in compute_payouts(finals, pool_total)],
         "approvals": [
-            {
-                "signer": a["signer"],
-                "signature": a["signature"],
-                "allocation_set_hash": a["allocation_set_hash"],
-                "approved_at": _iso(a["approved_at"]),
-            }
-            for a in sorted(approvals, key=lambda a: (_iso(a["approved_at"]), a["signature"]))
+            {"signer": a["signer"], "signature": a["signature"], "approved_at": iso_utc(a["approved_at"])}
+            for a in sorted(approvals, key=lambda a: (iso_utc(a["approved_at"]), a["signature"]))
         ],
     }
     return {**body, "statement_hash": canonical_hash(body)}
@@ -116,101 +180,8 @@ def statement_bytes(bundle: dict[str, Any]) -> bytes:
     return canonical_json(bundle).encode("utf-8")
 
 
-def _curated(e: dict[str, Any]) -> CuratedEvent:
-    return CuratedEvent(e["event_id"], e["source"], e["event_type"], e["recipient_id"], True, e.get("weight_override"))
+def verify_bundle(bundle: Any, expectations: Any = None) -> Any:
+    """Recompute a bundle from itself (SPEC §12's entry point; see ``core.verification``)."""
+    from credit_pipeline.core.verification import verify_bundle as verify
 
-
-@dataclass
-class VerificationReport:
-    """``ok`` when every recomputed value matches; ``mismatch`` names the first that does not."""
-
-    ok: bool
-    checks: list[str] = field(default_factory=list)
-    mismatch: str | None = None
-
-
-class _Mismatch(Exception):
-    pass
-
-
-def _expect(report: VerificationReport, what: str, stored: Any, recomputed: Any) -> None:
-    if stored != recomputed:
-        raise _Mismatch(f"{what}: bundle has {stored!r}, recomputed {recomputed!r}")
-    report.checks.append(what)
-
-
-def verify_bundle(bundle: dict[str, Any]) -> VerificationReport:
-    """Recompute every number and hash of a bundle from the bundle alone."""
-    report = VerificationReport(ok=False)
-    try:
-        _verify(bundle, report)
-    except _Mismatch as exc:
-        report.mismatch = str(exc)
-        return report
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        report.mismatch = f"bundle is malformed: {type(exc).__name__}: {exc}"
-        return report
-    report.ok = True
-    return report
-
-
-def _verify(bundle: dict[str, Any], report: VerificationReport) -> None:
-    _expect(report, "format", bundle.get("format"), BUNDLE_FORMAT)
-    body = {k: v for k, v in bundle.items() if k != "statement_hash"}
-    _expect(report, "statement_hash", bundle.get("statement_hash"), canonical_hash(body))
-    key = bundle["epoch"]["key"]
-    start, end = window_for_key(key)
-    _expect(report, "epoch window", (bundle["epoch"]["start"], bundle["epoch"]["end"]), (_iso(start), _iso(end)))
-    _expect(report, "algorithm", bundle["algorithm"], ALGORITHM_VERSION)
-    try:
-        policy = validate_policy(bundle["policy"], "bundle policy")
-    except PolicyError as exc:
-        raise _Mismatch(str(exc)) from None
-    _expect(report, "policy (re-validated)", bundle["policy"], policy.canonical())
-    _expect(report, "policy_hash", bundle["policy_hash"], policy.policy_hash)
-
-    events = bundle["events"]
-    ids = [e["event_id"] for e in events]
-    _expect(report, "event ids unique and sorted", ids, sorted(set(ids)))
-    for e in events:
-        _expect(report, f"weight of {e['event_id']}", e["weight"], event_weight(_curated(e), policy.weights))
-    proposed = {p.recipient_id: p for p in propose_allocations(map(_curated, events), policy.weights)}
-    allocations = bundle["allocations"]
-    _expect(report, "allocation recipients sorted", [a["recipient_id"] for a in allocations], sorted({a["recipient_id"] for a in allocations}))
-    missing = sorted(set(proposed) - {a["recipient_id"] for a in allocations})
-    _expect(report, "every credited recipient has an allocation", missing, [])
-    finals: dict[str, int] = {}
-    for a in allocations:
-        rid = a["recipient_id"]
-        p = proposed.get(rid)
-        _expect(report, f"proposed units of {rid}", a["proposed_units"], p.proposed_units if p else 0)
-        _expect(report, f"activity count of {rid}", a["activity_count"], p.activity_count if p else 0)
-        if a["final_units"] != a["proposed_units"] and not a.get("reason"):
-            raise _Mismatch(f"final units of {rid} differ from the proposal without a reason")
-        finals[rid] = a["final_units"]
-    allocation_hash = allocation_set_hash(finals)
-    _expect(report, "allocation_set_hash", bundle["allocation_set_hash"], allocation_hash)
-
-    components = bundle["pool"]["components"]
-    for c in components:
-        if c["component_id"] not in POOL_COMPONENTS:
-            raise _Mismatch(f"pool component {c['component_id']!r} is not one of {', '.join(POOL_COMPONENTS)}")
-        if isinstance(c["amount"], bool) or not isinstance(c["amount"], int) or c["amount"] < 0:
-            raise _Mismatch(f"pool component {c['component_id']} amount {c['amount']!r} is not an integer >= 0")
-    _expect(report, "base_issuance present", "base_issuance" in {c["component_id"] for c in components}, True)
-    pool_total = sum(c["amount"] for c in components)
-    _expect(report, "pool total", bundle["pool"]["total"], pool_total)
-    _expect(report, "payout lines", bundle["payouts"], [line.to_dict() for line in compute_payouts(finals, pool_total)])
-
-    message = approval_message(key, policy.policy_hash, allocation_hash, pool_total)
-    valid = 0
-    for a in bundle["approvals"]:
-        try:
-            signer = recover_signer(message, a["signature"])
-        except SignatureError as exc:
-            raise _Mismatch(str(exc)) from None
-        _expect(report, f"signer of approval {a['signature'][:12]}…", a["signer"], signer)
-        if signer not in policy.approvers:
-            raise _Mismatch(f"approval signer {signer} is not in the pinned approvers {policy.approvers}")
-        valid += 1
-    _expect(report, "at least one valid approval", valid > 0, True)
+    return verify(bundle, expectations)

@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from credit_pipeline.core.allocation import event_weight
-from credit_pipeline.core.statement import final_units
 from credit_pipeline.defs.metadata import ints, markdown_table
 from credit_pipeline.defs.resources import LedgerResource, PolicyResource
 from credit_pipeline.stages.allocate import allocate_epoch, curated_for_allocation
@@ -33,18 +32,22 @@ def build_allocation_asset(partitions: dg.PartitionsDefinition, upstream: dg.Ass
         state = report.state
         for reason in report.review_blocked:
             context.log.info(f"epoch {key} stays open: {reason}")
-        rows = sorted(({"recipient": a["recipient_id"], "proposed": a["proposed_units"], "final": final_units(a),
+        rows = sorted(({"recipient": a["recipient_id"], "proposed": a["proposed_units"], "final": a["final_units"],
                         "events": a["activity_count"], "reason": a["reason"] or ""} for a in state.allocations),
                       key=lambda r: (-r["final"], r["recipient"]))
         mismatches = _unit_mismatches(store, key, effective_policy(store.get_epoch(key), rules).weights, state.allocations)
         return dg.MaterializeResult(
             metadata={
                 **ints(recipients=len(state.allocations), total_final_units=sum(r["final"] for r in rows),
-                       pool_total=state.pool_total, adjusted_recipients=sum(1 for a in state.allocations if a["final_units"] is not None)),
+                       pool_total=state.pool_total, adjusted_recipients=sum(1 for a in state.allocations if a["reason"] is not None)),
                 "epoch_status": state.status,
                 "entered_review": report.entered_review,
                 "review_blocked_by": "; ".join(report.review_blocked) or "nothing",
                 "allocation_set_hash": state.allocation_set_hash,
+                "revision": state.revision,
+                "ledger_id": state.ledger_id,
+                "completeness_waiver": str((store.get_epoch(key).completeness_waiver or {}).get("reason") or "none"),
+                "derivation_drift": "; ".join(state.drift) or "none",
                 "policy_hash": state.policy_hash,
                 "approval_message": dg.MetadataValue.md(f"```\n{state.approval_message}\n```"),
                 "allocations": markdown_table(rows, ["recipient", "proposed", "final", "events", "reason"], limit=25),

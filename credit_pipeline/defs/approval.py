@@ -2,17 +2,23 @@
 
 
 import dagster as dg
+from pydantic import Field
 
 from credit_pipeline.defs.resources import LedgerResource, PolicyResource
-from credit_pipeline.stages.approve import ApprovalRefused, approve_epoch
+from credit_pipeline.core.epochs import EpochKeyError
+from credit_pipeline.core.policy import PolicyError
+from credit_pipeline.ledger.store import LedgerError
+from credit_pipeline.stages.approve import approve_epoch
 
 
 class ApprovalConfig(dg.Config):
     """What the approver reviewed and signed (EIP-191 ``personal_sign`` of the approval message)."""
 
-    epoch_key: str
-    allocation_set_hash: str
-    signature: str
+    epoch_key: str = Field(description="The epoch (partition key), a Monday written YYYY-MM-DD, e.g. 2026-02-16")
+    allocation_set_hash: str = Field(description="The allocation_set_hash you reviewed (epoch_allocations metadata, or "
+                                                 "credit-pipeline approve --epoch KEY --print-message); 64 hex digits")
+    signature: str = Field(description="Your EIP-191 personal_sign signature of the approval message shown in the "
+                                       "epoch_allocations metadata (0x + 130 hex digits)")
 
 
 @dg.op(tags={"credit_pipeline/stage": "approve"})
@@ -20,11 +26,12 @@ def record_approval(context: dg.OpExecutionContext, config: ApprovalConfig, ledg
     """Check the signature against the epoch's current allocation set and pinned approvers; record it."""
     try:
         record = approve_epoch(ledger.store(), config.epoch_key, config.allocation_set_hash, config.signature, policy.load())
-    except ApprovalRefused as exc:
+    except (LedgerError, EpochKeyError, PolicyError) as exc:  # ApprovalRefused included
         raise dg.Failure(description=f"approval refused, nothing recorded: {exc}", allow_retries=False) from None
-    context.log.info(f"epoch {record.epoch_key}: approval by {record.signer} recorded for allocation set {record.allocation_set_hash}")
+    context.log.info(f"epoch {record.epoch_key}: approval by {record.signer} recorded for revision {record.revision}, "
+                     f"allocation set {record.allocation_set_hash}")
     context.log_event(dg.AssetObservation(asset_key="epoch_allocations", partition=record.epoch_key,
-                                          metadata={"approved_by": record.signer, "allocation_set_hash": record.allocation_set_hash,
+                                          metadata={"approved_by": record.signer, "allocation_set_hash": record.allocation_set_hash, "revision": record.revision,
                                                     "pool_total": record.pool_total}))
 
 

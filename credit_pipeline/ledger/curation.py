@@ -63,7 +63,7 @@ class CurationStore(StoreBase):
         """The epoch's curation rows joined with their events (no payloads)."""
         c, e = t.activity_curation.c, t.activity_events.c
         query = (
-            sa.select(c.event_id, c.recipient_id, c.resolution, c.included, c.weight_override, c.note,
+            sa.select(c.event_id, c.recipient_id, c.resolution, c.included, c.weight_override, c.note, c.curated_by, c.curated_at,
                       e.source, e.event_type, e.platform_user_id, e.platform_login, e.is_bot, e.event_time, e.payload_hash)
             .join_from(t.activity_curation, t.activity_events, c.event_id == e.event_id)
             .where(c.epoch_key == parse_epoch_key(key))
@@ -78,7 +78,7 @@ class CurationStore(StoreBase):
         c, e = t.activity_curation.c, t.activity_events.c
         query = (sa.select(sa.func.count()).select_from(t.activity_curation.join(t.activity_events, c.event_id == e.event_id))
                  .where(c.epoch_key == parse_epoch_key(key), sa.or_(e.event_time < start, e.event_time >= end)))
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             return conn.execute(query).scalar()
 
     # -- allocations ---------------------------------------------------------
@@ -166,3 +166,25 @@ class CurationStore(StoreBase):
         with self._reading(conn) as conn:
             rows = conn.execute(sa.select(t.epoch_pool_components).where(p.epoch_key == parse_epoch_key(key)).order_by(p.component_id))
             return [{**r._mapping, "amount": int(r.amount)} for r in rows]
+
+    # -- where admin writes land ----------------------------------------------
+
+    def curation_epoch(self, event_id: str) -> str | None:
+        """The epoch an event is curated into, if any."""
+        c = t.activity_curation.c
+        with self._reading() as conn:
+            key = conn.execute(sa.select(c.epoch_key).where(c.event_id == event_id)).scalar()
+        return None if key is None else key.isoformat()
+
+    def epochs_holding_accounts(self, accounts: Sequence[tuple[str, str]]) -> list[str]:
+        """Epochs not yet finalized whose curated events belong to any of ``accounts`` (provider, external id)."""
+        if not accounts:
+            return []
+        c, e, ep = t.activity_curation.c, t.activity_events.c, t.epochs.c
+        query = (sa.select(c.epoch_key).distinct()
+                 .join_from(t.activity_curation, t.activity_events, c.event_id == e.event_id)
+                 .join(t.epochs, ep.epoch_key == c.epoch_key)
+                 .where(ep.status != "finalized", sa.tuple_(e.source, e.platform_user_id).in_(list(accounts)))
+                 .order_by(c.epoch_key))
+        with self._reading() as conn:
+            return [k.isoformat() for k in conn.execute(query).scalars()]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,12 +31,12 @@ class EpochStore(StoreBase):
             return self._epoch(conn, key)
 
     def get_epoch(self, key: str) -> EpochRecord | None:
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             row = conn.execute(sa.select(t.epochs).where(t.epochs.c.epoch_key == parse_epoch_key(key))).first()
         return None if row is None else epoch_from_row(row)
 
     def list_epochs(self) -> list[EpochRecord]:
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             return [epoch_from_row(r) for r in conn.execute(sa.select(t.epochs).order_by(t.epochs.c.epoch_key))]
 
     def epoch_summaries(self) -> list[dict[str, Any]]:
@@ -47,9 +48,12 @@ class EpochStore(StoreBase):
                         AND c.included AND c.recipient_id IS NOT NULL) AS counted_events,
                    (SELECT coalesce(sum(amount), 0) FROM epoch_pool_components p WHERE p.epoch_key = e.epoch_key) AS pool,
                    (SELECT s.statement_hash FROM payout_statements s WHERE s.epoch_key = e.epoch_key
-                        ORDER BY s.revision DESC LIMIT 1) AS statement_hash
+                        ORDER BY s.revision DESC LIMIT 1) AS statement_hash,
+                   (SELECT max(s.revision) FROM payout_statements s WHERE s.epoch_key = e.epoch_key) AS revision,
+                   (SELECT string_agg(s.statement_hash, ' <- ' ORDER BY s.revision DESC) FROM payout_statements s
+                        WHERE s.epoch_key = e.epoch_key) AS chain
             FROM epochs e ORDER BY e.epoch_key""")
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             return [{**r._mapping, "epoch_key": r.epoch_key.isoformat(), "pool": int(r.pool)} for r in conn.execute(query)]
 
     def record_completeness(self, key: str, completeness: dict[str, Any], final_collection_at: datetime | None) -> None:
@@ -62,21 +66,28 @@ class EpochStore(StoreBase):
             conn.execute(sa.update(t.epochs).where(e.epoch_key == parse_epoch_key(key)).values(**values))
 
     def epoch_statuses(self) -> dict[str, str]:
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             return {r.epoch_key.isoformat(): r.status for r in conn.execute(sa.select(t.epochs.c.epoch_key, t.epochs.c.status))}
 
-    def waive_completeness(self, key: str, actor: str, reason: str) -> None:
-        if not reason.strip():
-            raise LedgerError("a completeness waiver needs a reason")
+    def waive_completeness(self, key: str, actor: str, reason: str) -> dict[str, Any]:
+        """Record who waived which completeness shortfalls of an open epoch, when and why."""
+        if not (reason or "").strip():
+            raise LedgerError("a completeness waiver needs a reason (--reason): say why the missing items may be left out")
         with self.transaction() as conn:
-            conn.execute(
-                sa.update(t.epochs)
-                .where(t.epochs.c.epoch_key == parse_epoch_key(key))
-                .values(completeness_waiver={"by": actor, "reason": reason, "at": datetime.now(UTC).isoformat()})
-            )
+            epoch = self._epoch(conn, key, lock=True)
+            if epoch.status != "open":
+                raise LedgerError(f"epoch {key} is {epoch.status}; a waiver only matters before it enters review")
+            streams = sorted(k for k, v in (epoch.completeness or {}).items() if isinstance(v, dict) and v.get("shortfall"))
+            if not streams:
+                raise LedgerError(f"epoch {key} has no completeness shortfall to waive (see its raw activity metadata)")
+            waiver = {"by": actor, "reason": reason.strip(), "streams": streams,
+                      "shortfall": {s: epoch.completeness[s]["shortfall"] for s in streams},
+                      "at": datetime.now(UTC).isoformat().replace("+00:00", "Z")}
+            conn.execute(sa.update(t.epochs).where(t.epochs.c.epoch_key == parse_epoch_key(key)).values(completeness_waiver=waiver))
+            return waiver
 
-    def enter_review(self, key: str, policy: dict[str, Any], policy_hash: str, approvers: list[str]) -> EpochRecord:
-        """Move an open epoch to review, pinning the policy and approver set (idempotent)."""
+    def enter_review(self, key: str, policy_text: str, policy_hash: str, approvers: list[str]) -> EpochRecord:
+        """Move an open epoch to review, pinning the policy (its exact canonical JSON text) and approvers (idempotent)."""
         with self.transaction() as conn:
             epoch = self._epoch(conn, key, lock=True)
             if epoch.status != "open":
@@ -84,6 +95,15 @@ class EpochStore(StoreBase):
             conn.execute(
                 sa.update(t.epochs)
                 .where(t.epochs.c.epoch_key == parse_epoch_key(key))
-                .values(status="review", policy=policy, policy_hash=policy_hash, approvers=approvers, review_at=sa.func.now())
+                .values(status="review", policy=json.loads(policy_text), policy_text=policy_text, policy_hash=policy_hash,
+                        approvers=approvers, review_at=sa.func.now())
             )
             return self._epoch(conn, key)
+
+    def ledger_id(self) -> str:
+        """The UUID made once for this ledger by its migrations (approval message v2 names it)."""
+        with self._reading() as conn:
+            value = conn.execute(sa.select(t.ledger_identity.c.ledger_id)).scalar()
+        if value is None:
+            raise LedgerError("this ledger has no ledger_identity row; run `credit-pipeline db upgrade`")
+        return str(value)

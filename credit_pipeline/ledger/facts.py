@@ -52,7 +52,7 @@ class FactsStore(StoreBase):
 
     def get_cursor(self, source: str, stream: str, source_ref: str) -> dict[str, Any] | None:
         c = t.source_cursors.c
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             return conn.execute(
                 sa.select(c.position).where(c.source == source, c.stream == stream, c.source_ref == source_ref)
             ).scalar()
@@ -61,7 +61,7 @@ class FactsStore(StoreBase):
         query = sa.select(t.source_cursors).order_by(*t.source_cursors.primary_key.columns)
         if source:
             query = query.where(t.source_cursors.c.source == source)
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
 
     def events_between(self, start: datetime, end: datetime, source: str | None = None) -> list[dict[str, Any]]:
@@ -71,11 +71,11 @@ class FactsStore(StoreBase):
         query = sa.select(*cols).where(e.event_time >= start, e.event_time < end).order_by(e.event_id)
         if source:
             query = query.where(e.source == source)
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
 
     def get_event(self, event_id: str) -> dict[str, Any] | None:
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             row = conn.execute(sa.select(t.activity_events).where(t.activity_events.c.event_id == event_id)).first()
         return None if row is None else dict(row._mapping)
 
@@ -83,7 +83,7 @@ class FactsStore(StoreBase):
         """Stored raw payloads by event id (fetched in batches)."""
         e = t.activity_events.c
         found: dict[str, dict[str, Any]] = {}
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             for i in range(0, len(event_ids), 5000):
                 batch = list(event_ids[i:i + 5000])
                 found.update({r.event_id: r.payload for r in conn.execute(sa.select(e.event_id, e.payload).where(e.event_id.in_(batch)))})
@@ -95,10 +95,10 @@ class FactsStore(StoreBase):
         ref = sa.func.coalesce(e.metadata["repo"].astext, e.metadata["channel_id"].astext)
         query = (sa.select(e.event_type, ref.label("ref"), sa.func.count()).where(e.source == source, e.event_time >= start, e.event_time < end)
                  .group_by(e.event_type, ref))
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             return {(r.event_type, r.ref): r[2] for r in conn.execute(query)}
 
     def event_times(self, event_ids: Sequence[str]) -> dict[str, datetime]:
         e = t.activity_events.c
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             return {r.event_id: r.event_time for r in conn.execute(sa.select(e.event_id, e.event_time).where(e.event_id.in_(list(event_ids))))}

@@ -57,6 +57,7 @@ class EpochRecord:
     final_collection_at: datetime | None
     review_at: datetime | None
     finalized_at: datetime | None
+    policy_text: str | None = None  # the exact canonical JSON that policy_hash covers
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ def epoch_from_row(row: sa.Row) -> EpochRecord:
         key=row.epoch_key.isoformat(), start=row.window_start, end=row.window_end, status=row.status,
         policy=row.policy, policy_hash=row.policy_hash, approvers=row.approvers, completeness=row.completeness,
         completeness_waiver=row.completeness_waiver, final_collection_at=row.final_collection_at,
-        review_at=row.review_at, finalized_at=row.finalized_at,
+        review_at=row.review_at, finalized_at=row.finalized_at, policy_text=row.policy_text,
     )
 
 

@@ -13,6 +13,7 @@ from credit_pipeline.ledger.engine import get_engine
 from credit_pipeline.ledger.epoch_rows import EpochStore
 from credit_pipeline.ledger.facts import FactsStore
 from credit_pipeline.ledger.identity import IdentityStore
+from credit_pipeline.ledger.identity_log import IdentityLogStore
 from credit_pipeline.ledger.migrations import ensure_current
 from credit_pipeline.ledger.payout_rows import PayoutStore
 from credit_pipeline.ledger.records import (  # noqa: F401  (re-exported: callers import them from here)
@@ -26,7 +27,7 @@ from credit_pipeline.ledger.records import (  # noqa: F401  (re-exported: caller
 )
 
 
-class LedgerStore(FactsStore, EpochStore, CurationStore, PayoutStore, IdentityStore):
+class LedgerStore(FactsStore, EpochStore, CurationStore, PayoutStore, IdentityStore, IdentityLogStore):
     """Transactions over the ledger tables."""
 
     @classmethod

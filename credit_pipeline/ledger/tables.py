@@ -19,7 +19,7 @@ epochs = sa.Table(
     sa.Column("status", sa.Text), sa.Column("policy", JSONB), sa.Column("policy_hash", sa.Text),
     sa.Column("approvers", JSONB), sa.Column("completeness", JSONB), sa.Column("completeness_waiver", JSONB),
     sa.Column("final_collection_at", TZ), sa.Column("created_at", TZ), sa.Column("review_at", TZ),
-    sa.Column("finalized_at", TZ),
+    sa.Column("finalized_at", TZ), sa.Column("policy_text", sa.Text),
 )
 
 activity_events = sa.Table(
@@ -63,6 +63,21 @@ epoch_approvals = sa.Table(
     sa.Column("epoch_key", sa.Date), sa.Column("allocation_set_hash", sa.Text), sa.Column("policy_hash", sa.Text),
     sa.Column("pool_total", sa.Numeric(78, 0)), sa.Column("message", sa.Text), sa.Column("signer", sa.Text),
     sa.Column("signature", sa.Text), sa.Column("approved_at", TZ),
+    sa.Column("revision", sa.Integer), sa.Column("ledger_id", sa.Uuid(as_uuid=False)), sa.Column("supersedes", sa.Text),
+)
+
+statement_corrections = sa.Table(
+    "statement_corrections", metadata,
+    sa.Column("correction_id", sa.BigInteger, primary_key=True),
+    sa.Column("epoch_key", sa.Date), sa.Column("revision", sa.Integer), sa.Column("recipient_id", sa.Text),
+    sa.Column("final_units", sa.BigInteger), sa.Column("reason", sa.Text), sa.Column("corrected_by", sa.Text),
+    sa.Column("corrected_at", TZ),
+)
+
+ledger_identity = sa.Table(
+    "ledger_identity", metadata,
+    sa.Column("singleton", sa.Boolean, primary_key=True), sa.Column("ledger_id", sa.Uuid(as_uuid=False)),
+    sa.Column("created_at", TZ),
 )
 
 payout_statements = sa.Table(
@@ -87,6 +102,8 @@ identity_events = sa.Table(
     sa.Column("actor", sa.Text), sa.Column("created_at", TZ),
 )
 
+# A VIEW since sql/0003: the latest bind/merge of each account in identity_events. Select
+# from it; write identity_events (IdentityStore), never this.
 user_bindings = sa.Table(
     "user_bindings", metadata,
     sa.Column("provider", sa.Text, primary_key=True), sa.Column("external_id", sa.Text, primary_key=True),

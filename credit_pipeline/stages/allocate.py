@@ -14,11 +14,13 @@ from datetime import datetime
 from typing import Any
 
 from credit_pipeline.core.allocation import ALGORITHM_VERSION, CuratedEvent, propose_allocations
+from credit_pipeline.core.canonical import canonical_json
 from credit_pipeline.core.hashing import allocation_set_hash, approval_message
 from credit_pipeline.core.policy import Policy
-from credit_pipeline.core.statement import final_units
-from credit_pipeline.ledger.store import EpochRecord, LedgerStore
-from credit_pipeline.stages.resolve import curated_event, effective_policy
+from credit_pipeline.core.statement import corrected_allocations
+from credit_pipeline.ledger.store import EpochRecord, EpochStateError, LedgerStore
+from credit_pipeline.stages.derive import allocation_drift, resolution_drift
+from credit_pipeline.stages.resolve import curated_event, effective_policy, effective_policy_hash
 from credit_pipeline.stages.sources_config import policy_streams
 
 POOL_ALGORITHM = "policy-base-issuance-v1"
@@ -26,20 +28,30 @@ POOL_ALGORITHM = "policy-base-issuance-v1"
 
 @dataclass
 class AllocationState:
-    """What an approver reviews: the final units, their hash, the pool and the message to sign."""
+    """What an approver reviews: the next revision's final units, their hash, the pool and the message to sign.
+
+    ``drift`` lists every way the stored allocation set differs from the one derived
+    from curation, bindings and the policy; approve and finalize refuse while it is
+    not empty. ``pending`` is False for a finalized epoch with no correction to issue.
+    """
 
     epoch_key: str
     status: str
+    revision: int
+    supersedes: str | None
+    ledger_id: str
     policy_hash: str
     allocations: list[dict[str, Any]]
     allocation_set_hash: str
     pool_total: int
     pool_recorded: bool
     approval_message: str
+    drift: list[str] = field(default_factory=list)
+    pending: bool = True
 
     @property
     def final_units(self) -> dict[str, int]:
-        return {a["recipient_id"]: final_units(a) for a in self.allocations}
+        return {a["recipient_id"]: a["final_units"] for a in self.allocations}
 
 
 @dataclass
@@ -53,23 +65,45 @@ def curated_for_allocation(rows: list[dict[str, Any]]) -> list[CuratedEvent]:
     return [curated_event(r) for r in rows]
 
 
-def allocation_state(store: LedgerStore, key: str, policy: Policy, conn: Any = None) -> AllocationState:
-    """The epoch's current allocation set as stored (read on ``conn`` when given)."""
+def allocation_state(store: LedgerStore, key: str, policy: Policy) -> AllocationState:
+    """The epoch's next allocation set as stored, checked against the one derived from its rows."""
     epoch = store.get_epoch(key)
     if epoch is None:
-        raise ValueError(f"epoch {key} does not exist yet")
+        raise EpochStateError(f"epoch {key} does not exist yet; collect and resolve its activity first")
     rules = effective_policy(epoch, policy)
-    allocations = store.allocations(key, conn)
-    components = store.pool_components(key, conn)
-    recorded = bool(components)
-    pool_total = sum(c["amount"] for c in components) if recorded else rules.pool.base_issuance
-    finals = {a["recipient_id"]: final_units(a) for a in allocations}
-    ahash = allocation_set_hash(finals)
+    policy_hash = effective_policy_hash(epoch, policy)
+    stored = store.allocations(key)
+    components = store.pool_components(key)
+    pool_total = sum(c["amount"] for c in components) if components else rules.pool.base_issuance
+    statements = store.statement_rows(key) if epoch.status == "finalized" else []
+    corrections = store.corrections(key) if statements else []
+    latest = statements[-1]["revision"] if statements else 0
+    pending = not statements or any(c["revision"] == latest + 1 for c in corrections)
+    revision = latest + 1 if pending else latest
+    supersedes = None if revision == 1 else statements[revision - 2]["statement_hash"]
+    allocations = corrected_allocations(stored, corrections, revision)
+    drift: list[str] = []
+    if epoch.status != "finalized":
+        rows = store.curated_events(key)
+        drift = resolution_drift(rows, store.bindings(), rules) + allocation_drift(rows, stored, rules.weights)
+    ahash = allocation_set_hash({a["recipient_id"]: a["final_units"] for a in allocations})
+    ledger_id = store.ledger_id()
     return AllocationState(
-        epoch_key=key, status=epoch.status, policy_hash=rules.policy_hash, allocations=allocations,
-        allocation_set_hash=ahash, pool_total=pool_total, pool_recorded=recorded,
-        approval_message=approval_message(key, rules.policy_hash, ahash, pool_total),
+        epoch_key=key, status=epoch.status, revision=revision, supersedes=supersedes, ledger_id=ledger_id,
+        policy_hash=policy_hash, allocations=allocations, allocation_set_hash=ahash, pool_total=pool_total,
+        pool_recorded=bool(components), drift=drift, pending=pending,
+        approval_message=approval_message(key, policy_hash, ahash, pool_total, ledger_id=ledger_id, revision=revision,
+                                          supersedes=supersedes),
     )
+
+
+def _checked_after(result: Any, end: datetime) -> bool:
+    """Whether a completeness result was recorded at or after ``end`` (compared as instants, never as strings)."""
+    try:
+        at = datetime.fromisoformat(str(result.get("checked_at", "")).replace("Z", "+00:00"))
+    except (AttributeError, ValueError):
+        return False
+    return at.tzinfo is not None and at >= end
 
 
 def review_blockers(epoch: EpochRecord, now: datetime, expected_streams: list[str]) -> list[str]:
@@ -78,32 +112,39 @@ def review_blockers(epoch: EpochRecord, now: datetime, expected_streams: list[st
     if now < epoch.end:
         blockers.append(f"its window is still open until {epoch.end.isoformat()}")
     checked = epoch.completeness or {}
-    missing = [s for s in expected_streams if s not in checked or str(checked[s].get("checked_at", "")) < epoch.end.isoformat()]
+    missing = [s for s in expected_streams if s not in checked or not _checked_after(checked[s], epoch.end)]
     if missing:
         blockers.append(f"the final collection after the window closed has not run for {', '.join(missing)} "
                         "(materialize the raw activity assets for this partition)")
     shortfalls = [k for k, v in checked.items() if isinstance(v, dict) and v.get("shortfall")]
     if shortfalls and not epoch.completeness_waiver:
-        blockers.append(f"completeness shortfall in {', '.join(sorted(shortfalls))}: collect again or waive it with a reason")
+        blockers.append(f"completeness shortfall in {', '.join(sorted(shortfalls))}: collect again, or waive it with "
+                        f"credit-pipeline waive --epoch {epoch.key} --reason TEXT")
     return blockers
 
 
 def allocate_epoch(store: LedgerStore, key: str, policy: Policy, now: datetime) -> AllocateReport:
-    """Recompute proposals from curation; enter review when the epoch is ready."""
-    epoch = store.ensure_epoch(key)
-    rules = effective_policy(epoch, policy)
+    """Recompute proposals from curation; enter review when the epoch is ready.
+
+    Entering review pins the policy (its exact canonical JSON), its hash and the
+    approvers, and records the base issuance, all in one transaction.
+    """
     entered = False
     blockers: list[str] = []
-    if epoch.status != "finalized":
-        proposals = propose_allocations(curated_for_allocation(store.curated_events(key)), rules.weights)
-        store.upsert_allocations(key, proposals, ALGORITHM_VERSION)
-    if epoch.status == "open":
-        blockers = review_blockers(epoch, now, [str(ref) for ref in policy_streams(rules)])
-        if not blockers:
-            store.enter_review(key, rules.canonical(), rules.policy_hash, list(rules.approvers))
-            entered = True
-    if entered or (epoch.status == "review" and not store.pool_components(key)):
-        store.add_pool_component(key, "base_issuance", rules.pool.base_issuance, algorithm_version=POOL_ALGORITHM,
-                                 inputs={"policy_hash": rules.policy_hash, "policy_version": rules.version},
-                                 evidence_ref=f"policy:{rules.policy_hash}")
+    with store.atomic():
+        epoch = store.ensure_epoch(key)
+        rules = effective_policy(epoch, policy)
+        if epoch.status != "finalized":
+            proposals = propose_allocations(curated_for_allocation(store.curated_events(key)), rules.weights)
+            store.upsert_allocations(key, proposals, ALGORITHM_VERSION)
+        if epoch.status == "open":
+            blockers = review_blockers(epoch, now, [str(ref) for ref in policy_streams(rules)])
+            if not blockers:
+                epoch = store.enter_review(key, canonical_json(rules.canonical()), rules.policy_hash, list(rules.approvers))
+                entered = True
+        if epoch.status == "review" and not store.pool_components(key):
+            pinned_hash = epoch.policy_hash or rules.policy_hash
+            store.add_pool_component(key, "base_issuance", rules.pool.base_issuance, algorithm_version=POOL_ALGORITHM,
+                                     inputs={"policy_hash": pinned_hash, "policy_version": rules.version},
+                                     evidence_ref=f"policy:{pinned_hash}")
     return AllocateReport(state=allocation_state(store, key, policy), entered_review=entered, review_blocked=blockers)

@@ -1,19 +1,23 @@
-"""Approval: an approver signs the exact allocation set of an epoch in review (SPEC §10).
+"""Approval: an approver signs the exact allocation set of an epoch's next revision (SPEC §9, §10).
 
-Refused, with nothing written, unless the epoch is in review, the hash the approver
-reviewed is the current allocation set, and the address recovered from the EIP-191
-signature is in the epoch's *pinned* approver list. The message names the epoch, so
-a signature from another epoch recovers a different address and is refused too.
+Refused, with nothing written, unless the epoch is in review (revision 1) or is
+finalized with a pending correction (revision n+1); the stored allocation set is what
+the epoch's rows derive; the hash the approver reviewed is that set's; and the
+address recovered from the EIP-191 signature over the v2 message (ledger, epoch,
+revision, policy, allocation set, pool, superseded statement) is a *pinned* approver.
+Signatures are stored normalized, so a malleated twin of one is a duplicate.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from credit_pipeline.core.hashing import SignatureError, recover_signer
+from credit_pipeline.core.hashing import SignatureError, normalize_signature, recover_signer
 from credit_pipeline.core.policy import Policy
 from credit_pipeline.ledger.store import LedgerError, LedgerStore
-from credit_pipeline.stages.allocate import allocation_state
+from credit_pipeline.stages.allocate import AllocationState, allocation_state
+
+HEX = set("0123456789abcdef")
 
 
 class ApprovalRefused(LedgerError):
@@ -23,41 +27,63 @@ class ApprovalRefused(LedgerError):
 @dataclass(frozen=True)
 class ApprovalRecord:
     epoch_key: str
+    revision: int
     signer: str
     allocation_set_hash: str
     pool_total: int
     message: str
 
 
-def approve_epoch(store: LedgerStore, key: str, reviewed_hash: str, signature: str, policy: Policy) -> ApprovalRecord:
-    """Check and record one approval; ApprovalRefused says what is wrong."""
+def approvable_state(store: LedgerStore, key: str, policy: Policy) -> AllocationState:
+    """The state an approver may sign now; ApprovalRefused says why there is none."""
     epoch = store.get_epoch(key)
     if epoch is None:
-        raise ApprovalRefused(f"epoch {key} does not exist; nothing to approve")
-    if epoch.status != "review":
-        why = {
-            "open": "it enters review after its window has closed and the final collection has run (materialize epoch_allocations)",
-            "finalized": "it is already finalized",
-        }[epoch.status]
-        raise ApprovalRefused(f"epoch {key} is {epoch.status}, not in review: {why}")
+        raise ApprovalRefused(f"epoch {key} does not exist; nothing to approve (see credit-pipeline epochs)")
+    if epoch.status == "open":
+        raise ApprovalRefused(f"epoch {key} is open, not in review: it enters review after its window has closed and the "
+                              "final collection has run (materialize epoch_allocations)")
     state = allocation_state(store, key, policy)
-    reviewed = reviewed_hash.strip().lower()
-    if reviewed != state.allocation_set_hash:
-        raise ApprovalRefused(
-            f"you reviewed allocation set {reviewed[:16]}…, but epoch {key}'s current allocation set is "
-            f"{state.allocation_set_hash[:16]}… (it changed since); review the current set and sign its message again"
-        )
+    if not state.pending:
+        raise ApprovalRefused(f"epoch {key} is finalized (revision {state.revision}) and has no pending correction; to change "
+                              f"it, record one: credit-pipeline correct --epoch {key} --recipient R --units N --reason TEXT")
+    if state.drift:
+        raise ApprovalRefused(f"epoch {key}'s stored allocations are not what its rows derive ({'; '.join(state.drift[:5])}); "
+                              "materialize resolved_activity and epoch_allocations, then review again")
+    return state
+
+
+def approve_epoch(store: LedgerStore, key: str, reviewed_hash: str, signature: str, policy: Policy) -> ApprovalRecord:
+    """Check and record one approval; ApprovalRefused says what is wrong."""
+    reviewed = (reviewed_hash or "").strip().lower()
+    if len(reviewed) != 64 or not set(reviewed) <= HEX:
+        raise ApprovalRefused(f"the reviewed allocation set hash {reviewed_hash!r} is not 64 hex digits; "
+                              f"copy allocation_set_hash from credit-pipeline approve --epoch {key} --print-message")
     try:
-        signer = recover_signer(state.approval_message, signature.strip())
+        normalized = normalize_signature((signature or "").strip())
     except SignatureError as exc:
-        raise ApprovalRefused(f"{exc}; sign the approval message with EIP-191 personal_sign") from None
-    pinned = [a.lower() for a in (epoch.approvers or [])]
-    if signer not in pinned:
-        raise ApprovalRefused(
-            f"the signature recovers to {signer}, which is not an approver pinned on epoch {key} "
-            f"({', '.join(pinned) or 'none'}); it was signed by another key or over another message "
-            "(another epoch, policy, allocation set or pool)"
-        )
-    store.record_approval(key, allocation_set_hash=state.allocation_set_hash, policy_hash=state.policy_hash,
-                          pool_total=state.pool_total, message=state.approval_message, signer=signer, signature=signature.strip())
-    return ApprovalRecord(key, signer, state.allocation_set_hash, state.pool_total, state.approval_message)
+        raise ApprovalRefused(f"{exc}; sign the approval message with EIP-191 personal_sign (65 bytes, hex)") from None
+    with store.atomic():
+        if store.get_epoch(key) is not None:
+            store.lock_epoch(key)  # no admin write may land between the check and the record
+        state = approvable_state(store, key, policy)
+        if reviewed != state.allocation_set_hash:
+            raise ApprovalRefused(
+                f"you reviewed allocation set {reviewed[:16]}…, but epoch {key}'s current allocation set (revision "
+                f"{state.revision}) is {state.allocation_set_hash[:16]}… (it changed since); review the current set and sign its message again"
+            )
+        try:
+            signer = recover_signer(state.approval_message, normalized)
+        except SignatureError as exc:
+            raise ApprovalRefused(f"{exc}; sign the approval message with EIP-191 personal_sign") from None
+        epoch = store.get_epoch(key)
+        pinned = [a.lower() for a in (epoch.approvers or [])]
+        if signer not in pinned:
+            raise ApprovalRefused(
+                f"the signature recovers to {signer}, which is not an approver pinned on epoch {key} "
+                f"({', '.join(pinned) or 'none'}); it was signed by another key or over another message "
+                "(another ledger, epoch, revision, policy, allocation set or pool)"
+            )
+        store.record_approval(key, allocation_set_hash=state.allocation_set_hash, policy_hash=state.policy_hash,
+                              pool_total=state.pool_total, message=state.approval_message, signer=signer, signature=normalized,
+                              revision=state.revision, ledger_id=state.ledger_id, supersedes=state.supersedes)
+    return ApprovalRecord(key, state.revision, signer, state.allocation_set_hash, state.pool_total, state.approval_message)

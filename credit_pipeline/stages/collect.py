@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from credit_pipeline.core.epochs import epoch_key, window_for_key
+from credit_pipeline.core.statement import iso_utc
 from credit_pipeline.ledger.store import CursorAdvance, LedgerStore, PageWrite
 from credit_pipeline.sources.base import Page, Source
 
@@ -112,7 +113,7 @@ def check_completeness(store: LedgerStore, source: Source, key: str, now: dateti
         count = stored.get((EVENT_TYPE_OF_STREAM[ref.stream], ref.ref), 0)
         total = totals.get(ref)
         result[str(ref)] = {"stored": count, "source": total, "shortfall": max(0, total - count) if total is not None else 0,
-                            "checked_at": now.isoformat(), "method": "search total" if total is not None else "cursor chain (source has no count)"}
+                            "checked_at": iso_utc(now), "method": "search total" if total is not None else "cursor chain (source has no count)"}
     epoch = store.get_epoch(key)
     if epoch is not None and epoch.status != "finalized":  # a finalized epoch is frozen; the result is only reported
         store.record_completeness(key, result, final_collection_at=now)

@@ -22,6 +22,8 @@ def epoch_overview(store: LedgerStore) -> list[dict[str, Any]]:
             "counted_events": row["counted_events"],
             "pool": row["pool"],
             "statement_hash": row["statement_hash"] or "",
+            "revision": row["revision"] or "",
+            "chain": row["chain"] or "",
         }
         for row in store.epoch_summaries()
     ]

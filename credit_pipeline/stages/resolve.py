@@ -9,6 +9,7 @@ holds, and new facts for its window are reported as *late*. Admin curation
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -62,9 +63,22 @@ def curated_event(row: dict) -> CuratedEvent:
     return CuratedEvent(row["event_id"], row["source"], row["event_type"], row["recipient_id"], row["included"], row["weight_override"])
 
 
+def pinned_document(epoch: EpochRecord) -> dict | None:
+    """The pinned policy exactly as it was hashed (never re-serialized through today's model)."""
+    if epoch.policy_text is not None:
+        return json.loads(epoch.policy_text)
+    return epoch.policy  # epochs pinned before the text was kept (jsonb round-trips these exactly)
+
+
 def effective_policy(epoch: EpochRecord, current: Policy) -> Policy:
     """The epoch's pinned policy once it is in review; the current one while open."""
-    return validate_policy(epoch.policy, f"pinned policy of epoch {epoch.key}") if epoch.policy else current
+    document = pinned_document(epoch)
+    return validate_policy(document, f"pinned policy of epoch {epoch.key}") if document is not None else current
+
+
+def effective_policy_hash(epoch: EpochRecord, current: Policy) -> str:
+    """The pinned hash as stored once pinned; the current policy's while open."""
+    return epoch.policy_hash if epoch.policy_hash else current.policy_hash
 
 
 def resolve_epoch(store: LedgerStore, key: str, policy: Policy) -> ResolveReport:

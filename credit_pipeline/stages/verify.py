@@ -1,8 +1,12 @@
-"""Verify a statement: offline from its bundle, or against the database (SPEC §9).
+"""Verify a statement: offline from its bundle, or against the database (SPEC §9, §10).
 
-From the database, the stored bytes must (1) verify on their own, (2) equal the
-statement rebuilt from the stored rows byte for byte, and (3) carry the payload
-hash of every credited event's stored raw payload.
+From the database, every revision of the epoch must (1) verify on its own, (2) be
+stored in canonical form and chain to the revision before it, (3) equal the statement
+rebuilt from the ledger rows (curation, the identity log up to the point it was
+resolved from, allocations, corrections, pool, approvals, the pinned policy) — a
+difference is reported with the table and field it is in — and (4) carry, for every
+credited event, the payload hash of its stored raw payload and the columns the
+adapters' own parsing derives from that payload. Any inconsistency is a FAIL.
 """
 
 from __future__ import annotations
@@ -11,41 +15,151 @@ import json
 from typing import Any
 
 from credit_pipeline.core.events import payload_hash
-from credit_pipeline.core.statement import VerificationReport, statement_bytes, verify_bundle
-from credit_pipeline.ledger.store import LedgerError, LedgerStore
-from credit_pipeline.stages.finalize import statement_from_ledger
+from credit_pipeline.core.policy import validate_policy
+from credit_pipeline.core.statement import BUNDLE_FORMAT_V2, iso_utc, statement_bytes
+from credit_pipeline.core.verification import Expectations, Mismatch, VerificationReport, first_difference, verify_bundle
+from credit_pipeline.ledger.store import EpochRecord, LedgerError, LedgerStore
+from credit_pipeline.sources.base import MalformedItem
+from credit_pipeline.sources.parsing import columns_from_payload
+from credit_pipeline.stages.finalize import FinalizeRefused, ledger_statement
+from credit_pipeline.stages.resolve import pinned_document
+
+MAX_BUNDLE_BYTES = 512 * 1024 * 1024
+
+# Where each part of a statement is stored, for naming the table of a difference.
+_TABLE_OF = {
+    "events": "activity_events / activity_curation", "allocations": "epoch_allocations", "corrections": "statement_corrections",
+    "pool": "epoch_pool_components", "approvals": "epoch_approvals", "policy": "epochs (pinned policy)",
+    "policy_hash": "epochs (pinned policy)", "identity": "identity_events", "epoch": "epochs", "completeness": "epochs",
+    "completeness_waiver": "epochs", "ledger_id": "ledger_identity", "payouts": "epoch_allocations / epoch_pool_components",
+    "allocation_set_hash": "epoch_allocations", "issued_at": "payout_statements",
+}
+_CURATION_FIELDS = {"recipient_id", "resolution", "weight_override", "note", "curated_by", "curated_at", "weight"}
+_DERIVED_FIELDS = ("source", "event_type", "platform_user_id", "platform_login")
 
 
-def verify_file_bytes(data: bytes) -> VerificationReport:
-    """Verify an exported bundle from its bytes (whitespace and key order do not matter: the hash is over canonical JSON)."""
+def verify_file_bytes(data: bytes, expectations: Expectations | None = None) -> VerificationReport:
+    """Verify an exported bundle from its bytes (the hash is over canonical JSON, so whitespace and key order do not matter)."""
+    if len(data) > MAX_BUNDLE_BYTES:
+        return VerificationReport(ok=False, mismatch=f"file is {len(data)} bytes; a statement bundle is at most {MAX_BUNDLE_BYTES}")
     try:
         bundle = json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         return VerificationReport(ok=False, mismatch=f"not a JSON statement bundle: {exc}")
-    return verify_bundle(bundle)
+    except RecursionError:
+        return VerificationReport(ok=False, mismatch="not a statement bundle: JSON nested too deeply")
+    return verify_bundle(bundle, expectations)
 
 
-def verify_stored(store: LedgerStore, key: str) -> VerificationReport:
-    """Recompute epoch ``key``'s statement from the ledger and compare."""
-    text = store.statement_text(key)
-    if text is None:
+def verify_stored(store: LedgerStore, key: str, expectations: Expectations | None = None) -> VerificationReport:
+    """Recompute every statement revision of epoch ``key`` from the ledger and compare."""
+    rows = store.statement_rows(key)
+    if not rows:
         raise LedgerError(f"epoch {key} has no statement yet; finalize it first (materialize payout_statements)")
-    bundle: dict[str, Any] = json.loads(text)
-    report = verify_bundle(bundle)
-    if not report.ok:
-        return report
-    if statement_bytes(bundle).decode() != text:
-        return VerificationReport(False, report.checks, "stored statement is not in canonical form")
     epoch = store.get_epoch(key)
-    assert epoch is not None and epoch.finalized_at is not None
-    rebuilt = statement_bytes(statement_from_ledger(store, None, epoch, epoch.finalized_at)).decode()
-    if rebuilt != text:
-        return VerificationReport(False, report.checks, "statement rebuilt from the ledger rows differs from the stored statement")
-    report.checks.append("rebuilt from ledger rows: identical bytes")
-    payloads = store.payloads([e["event_id"] for e in bundle["events"]])
-    for event in bundle["events"]:
-        stored = payloads.get(event["event_id"])
-        if stored is None or payload_hash(stored) != event["payload_hash"]:
-            return VerificationReport(False, report.checks, f"stored payload of {event['event_id']} does not hash to {event['payload_hash']}")
-    report.checks.append(f"payload hashes of {len(bundle['events'])} credited events")
+    report = VerificationReport(ok=False)
+    previous: dict[str, Any] | None = None
+    for row in rows:
+        try:
+            _verify_revision(store, epoch, row, previous, report, expectations)
+        except Mismatch as exc:
+            report.mismatch = f"revision {row['revision']}: {exc}"
+            return report
+        previous = row
+    report.ok = True
     return report
+
+
+def _verify_revision(store: LedgerStore, epoch: EpochRecord | None, row: dict[str, Any], previous: dict[str, Any] | None,
+                     report: VerificationReport, expectations: Expectations | None) -> None:
+    revision = row["revision"]
+    try:
+        bundle = json.loads(row["bundle"])
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise Mismatch(f"payout_statements: the stored bundle is not JSON ({exc})") from None
+    alone = verify_bundle(bundle, expectations)
+    if not alone.ok:
+        raise Mismatch(alone.mismatch)
+    report.checks += [f"r{revision}: {c}" for c in alone.checks]
+    report.proved = alone.proved
+    if statement_bytes(bundle).decode() != row["bundle"]:
+        raise Mismatch("payout_statements: the stored statement is not in canonical form")
+    _check_chain(row, previous, bundle)
+    report.checks.append(f"r{revision}: chains to revision {revision - 1}" if previous else "r1: first revision")
+    if epoch is None or epoch.status != "finalized":
+        raise Mismatch(f"epochs: epoch {row['epoch_key']} has a statement but is {epoch.status if epoch else 'missing'}")
+    _check_pinned(epoch, bundle)
+    report.checks.append(f"r{revision}: pinned policy and approvers of the epoch row")
+    if bundle["format"] == BUNDLE_FORMAT_V2:
+        _check_rebuilt(store, epoch, row, bundle)
+        report.checks.append(f"r{revision}: rebuilt from the ledger rows, identical")
+    _check_payloads(store, bundle)
+    report.checks.append(f"r{revision}: payloads and columns of {len(bundle['events'])} credited events")
+
+
+def _check_chain(row: dict[str, Any], previous: dict[str, Any] | None, bundle: dict[str, Any]) -> None:
+    want_revision = previous["revision"] + 1 if previous else 1
+    want_supersedes = previous["statement_hash"] if previous else None
+    if row["revision"] != want_revision or row["supersedes"] != want_supersedes:
+        raise Mismatch(f"payout_statements: revision {row['revision']} supersedes {row['supersedes']}, but the chain needs "
+                       f"revision {want_revision} superseding {want_supersedes}")
+    if row["statement_hash"] != bundle["statement_hash"] or bundle.get("revision", 1) != row["revision"] \
+            or bundle.get("supersedes") != row["supersedes"]:
+        raise Mismatch("payout_statements: the row's hash, revision or supersedes differ from its bundle's")
+
+
+def _check_pinned(epoch: EpochRecord, bundle: dict[str, Any]) -> None:
+    if epoch.policy_hash != bundle["policy_hash"] or pinned_document(epoch) != bundle["policy"]:
+        raise Mismatch(f"epochs: the pinned policy of epoch {epoch.key} ({epoch.policy_hash}) is not the statement's ({bundle['policy_hash']})")
+    if sorted(a.lower() for a in epoch.approvers or []) != sorted(bundle["policy"].get("approvers", [])):
+        raise Mismatch(f"epochs.approvers: epoch {epoch.key} pins {epoch.approvers}, the statement's policy names "
+                       f"{bundle['policy'].get('approvers')}")
+
+
+def _check_rebuilt(store: LedgerStore, epoch: EpochRecord, row: dict[str, Any], bundle: dict[str, Any]) -> None:
+    through = bundle["identity"]["through_event_id"]
+    try:
+        rebuilt = ledger_statement(store, None, epoch, row["revision"], row["created_at"], identity_through=through)
+    except FinalizeRefused as exc:
+        raise Mismatch(f"ledger rows: {exc}") from None
+    if rebuilt is None:
+        raise Mismatch(f"statement_corrections: no correction is recorded for revision {row['revision']}")
+    diff = first_difference(bundle, rebuilt.bundle)
+    if diff:
+        raise Mismatch(f"{_table_of(diff)}: {diff.lstrip('.')}")
+    if rebuilt.drift:
+        raise Mismatch(f"activity_curation / epoch_allocations: {rebuilt.drift[0]}")
+
+
+def _table_of(path: str) -> str:
+    top = path.lstrip(".").split(".")[0].split("[")[0]
+    if top == "events":
+        leaf = path.rsplit(".", 1)[-1]
+        return "activity_curation" if leaf in _CURATION_FIELDS else "activity_events"
+    return _TABLE_OF.get(top, "payout_statements")
+
+
+def _check_payloads(store: LedgerStore, bundle: dict[str, Any]) -> None:
+    """Every credited event's stored payload hashes as recorded and parses into the columns the statement shows."""
+    policy = validate_policy(bundle["policy"], "statement policy")
+    issue_credit = policy.sources.github.issue_credit if policy.sources.github else "author"
+    events = bundle["events"]
+    payloads = store.payloads([e["event_id"] for e in events])
+    for event in events:
+        eid = event["event_id"]
+        stored = payloads.get(eid)
+        if stored is None:
+            raise Mismatch(f"activity_events: event {eid} is credited but not stored")
+        if payload_hash(stored) != event["payload_hash"]:
+            raise Mismatch(f"activity_events {eid}: the stored payload does not hash to {event['payload_hash']}")
+        if "platform_user_id" not in event:
+            continue  # a v1 statement does not name the account
+        try:
+            derived = columns_from_payload(eid, stored, issue_credit=issue_credit)
+        except MalformedItem as exc:
+            raise Mismatch(f"activity_events {eid}: the stored payload does not yield this event ({exc})") from None
+        for name in _DERIVED_FIELDS:
+            if getattr(derived, name) != event[name]:
+                raise Mismatch(f"activity_events {eid}: {name} is {event[name]!r}, its stored payload gives {getattr(derived, name)!r}")
+        if iso_utc(derived.event_time) != event["event_time"]:
+            raise Mismatch(f"activity_events {eid}: event_time is {event['event_time']}, its stored payload gives {iso_utc(derived.event_time)}")

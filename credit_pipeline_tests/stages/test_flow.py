@@ -33,7 +33,7 @@ def message_event(mid: int, when: datetime, author: str, bot: bool = False) -> A
     return ActivityEvent(
         event_id=discord_message_event_id("81384788765712384", "381870553235193857", mid), source="discord",
         event_type="message_sent", platform_user_id=author, platform_login=f"u{author}", is_bot=bot, event_time=when,
-        payload={"id": str(mid), "author": {"id": author, "bot": bot}}, producer="test", producer_version="1", retrieved_at=AFTER,
+        payload={"id": str(mid), "type": 0, "content": "hello", "author": {"id": author, "username": f"u{author}", "bot": bot}}, producer="test", producer_version="1", retrieved_at=AFTER,
     )
 
 

@@ -1,0 +1,135 @@
+"""Admin writes: each one re-derives what it changes in the same transaction (SPEC §5-§7, §10).
+
+Curating an event, binding, revoking or merging accounts, adjusting a recipient and
+adding to the pool all change what an epoch pays. Each runs inside ``store.atomic()``
+with ``rederive_epoch`` for every epoch it touches, so the stored allocation set is
+always the one the rows derive; a refused write leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from credit_pipeline.core.policy import MAX_POOL_AMOUNT, POOL_COMPONENTS, Policy
+from credit_pipeline.core.recipients import RecipientIdError, check_person_id, check_recipient_id
+from credit_pipeline.ledger.store import EpochStateError, LedgerError, LedgerStore
+from credit_pipeline.stages.derive import rederive_epoch
+
+PROVIDERS = ("github", "discord")
+
+
+def _recipient(value: str) -> str:
+    try:
+        return check_recipient_id(value)
+    except RecipientIdError as exc:
+        raise LedgerError(str(exc)) from None
+
+
+def _person(value: str) -> str:
+    try:
+        return check_person_id(value)
+    except RecipientIdError as exc:
+        raise LedgerError(str(exc)) from None
+
+
+def _account(provider: str, external_id: str) -> tuple[str, str]:
+    if provider not in PROVIDERS:
+        raise LedgerError(f"provider {provider!r} is not one of {', '.join(PROVIDERS)}")
+    if not external_id.isascii() or not external_id.isdigit() or len(external_id) > 20:
+        what = "GitHub numeric user id" if provider == "github" else "Discord user snowflake"
+        raise LedgerError(f"{provider} account {external_id!r} is not a {what} (digits only; never a login)")
+    return provider, external_id
+
+
+def _existing_epoch(store: LedgerStore, key: str):
+    epoch = store.get_epoch(key)
+    if epoch is None:
+        raise EpochStateError(f"epoch {key} does not exist yet; collect and resolve its activity first (see credit-pipeline epochs)")
+    return epoch
+
+
+def curate_event(store: LedgerStore, event_id: str, policy: Policy, *, actor: str, included: bool | None = None,
+                 weight_override: int | None = None, clear_override: bool = False, note: str | None = None) -> str:
+    """Exclude/include an event, override its weight or note it; returns its epoch (re-derived)."""
+    with store.atomic():
+        key = store.curation_epoch(event_id)
+        if key is None:
+            raise LedgerError(f"event {event_id} is not curated into any epoch yet; run resolution for its epoch first")
+        if _existing_epoch(store, key).status == "finalized":
+            raise EpochStateError(f"epoch {key} is finalized; its curation is frozen (record a correction instead)")
+        store.set_curation(event_id, actor=actor, included=included, weight_override=weight_override,
+                           clear_override=clear_override, note=note)
+        rederive_epoch(store, key, policy)
+    return key
+
+
+def adjust_recipient(store: LedgerStore, key: str, recipient_id: str, units: int | None, reason: str | None,
+                     policy: Policy, *, actor: str) -> None:
+    """Set (or clear) a recipient's final units with a reason, and re-derive the epoch."""
+    rid = _recipient(recipient_id)
+    with store.atomic():
+        _existing_epoch(store, key)
+        store.adjust_allocation(key, rid, units, reason, actor)
+        rederive_epoch(store, key, policy)
+
+
+def add_pool(store: LedgerStore, key: str, component: str, amount: int, *, actor: str, note: str | None = None,
+             evidence: str | None = None) -> bool:
+    """Record a pool component of an existing, not finalized epoch; True when new."""
+    if component not in POOL_COMPONENTS:
+        raise LedgerError(f"pool component {component!r} is not one of {', '.join(POOL_COMPONENTS)}")
+    if isinstance(amount, bool) or not isinstance(amount, int) or not 0 <= amount <= MAX_POOL_AMOUNT:
+        raise LedgerError(f"pool amount must be a whole number of credits from 0 to 10^60 (got {amount!r})")
+    with store.atomic():
+        if _existing_epoch(store, key).status == "finalized":
+            raise EpochStateError(f"epoch {key} is finalized; its pool is frozen")
+        return store.add_pool_component(key, component, amount, algorithm_version="manual-v1",
+                                        inputs={"note": note} if note else {}, evidence_ref=evidence, actor=actor)
+
+
+def _rederive_accounts(store: LedgerStore, accounts: list[tuple[str, str]], policy: Policy) -> list[str]:
+    keys = store.epochs_holding_accounts(accounts)
+    for key in keys:
+        rederive_epoch(store, key, policy)
+    return keys
+
+
+def bind_account(store: LedgerStore, provider: str, external_id: str, user_id: str, policy: Policy, *, actor: str,
+                 evidence: dict[str, Any] | None = None) -> tuple[bool, list[str]]:
+    """Bind an account and re-resolve the epochs holding its activity; (new, epochs re-derived)."""
+    account, person = _account(provider, external_id), _person(user_id)
+    with store.atomic():
+        new = store.bind(*account, person, actor=actor, evidence=evidence)
+        return new, _rederive_accounts(store, [account], policy) if new else []
+
+
+def revoke_account(store: LedgerStore, provider: str, external_id: str, policy: Policy, *, actor: str,
+                   evidence: dict[str, Any] | None = None) -> tuple[str, list[str]]:
+    """Revoke an account's binding and re-resolve; (the person it was bound to, epochs re-derived)."""
+    account = _account(provider, external_id)
+    with store.atomic():
+        user = store.revoke(*account, actor=actor, evidence=evidence)
+        return user, _rederive_accounts(store, [account], policy)
+
+
+def merge_people(store: LedgerStore, from_user: str, into_user: str, policy: Policy, *, actor: str,
+                 evidence: dict[str, Any] | None = None) -> tuple[int, list[str]]:
+    """Move every account of one person to another and re-resolve; (accounts moved, epochs re-derived)."""
+    source, target = _person(from_user), _person(into_user)
+    with store.atomic():
+        accounts = [a for a, u in store.bindings().items() if u == source]
+        moved = store.merge_users(source, target, actor=actor, evidence=evidence)
+        return moved, _rederive_accounts(store, accounts, policy)
+
+
+def waive_shortfall(store: LedgerStore, key: str, reason: str, *, actor: str) -> dict[str, Any]:
+    """Record a completeness waiver (who, when, why, which streams) for an open epoch."""
+    _existing_epoch(store, key)
+    return store.waive_completeness(key, actor, reason)
+
+
+def correct_recipient(store: LedgerStore, key: str, recipient_id: str, units: int, reason: str, *, actor: str) -> int:
+    """Record a correction of a finalized epoch for its next statement revision; returns that revision."""
+    rid = _recipient(recipient_id)
+    _existing_epoch(store, key)
+    return store.add_correction(key, rid, units, reason, actor)

@@ -1,0 +1,56 @@
+"""One source of truth: allocations are a pure function of curation, bindings and the policy.
+
+Every admin write that changes what an epoch pays re-derives the epoch in the same
+transaction (``rederive_epoch`` inside ``store.atomic()``), so the stored allocation
+set is never stale. Approve and finalize do not trust it either: they re-derive it
+from the rows they read and refuse on any difference (``drift``), naming what differs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from credit_pipeline.core.allocation import ALGORITHM_VERSION, propose_allocations, resolve_recipient
+from credit_pipeline.core.policy import Policy
+from credit_pipeline.ledger.store import LedgerStore
+from credit_pipeline.stages.resolve import curated_event, effective_policy, resolve_epoch
+
+
+def rederive_epoch(store: LedgerStore, key: str, policy: Policy) -> bool:
+    """Re-resolve and re-allocate epoch ``key`` unless it is finalized; True when it was re-derived.
+
+    Call it inside ``store.atomic()`` together with the write that made it necessary.
+    """
+    epoch = store.get_epoch(key)
+    if epoch is None or epoch.status == "finalized":
+        return False
+    resolve_epoch(store, key, policy)
+    rules = effective_policy(epoch, policy)
+    store.upsert_allocations(key, propose_allocations(map(curated_event, store.curated_events(key)), rules.weights), ALGORITHM_VERSION)
+    return True
+
+
+def resolution_drift(rows: list[dict[str, Any]], bindings: Mapping[tuple[str, str], str], policy: Policy) -> list[str]:
+    """Curated events whose stored recipient is not what the identity log and the policy give."""
+    drift = []
+    for r in rows:
+        want = resolve_recipient(source=r["source"], platform_user_id=r["platform_user_id"], login=r["platform_login"],
+                                 is_bot=r["is_bot"], bindings=bindings, policy=policy)
+        if (want.recipient_id, want.resolution) != (r["recipient_id"], r["resolution"]):
+            drift.append(f"event {r['event_id']} is stored for {r['recipient_id'] or 'no one'} ({r['resolution']}), "
+                         f"the identity log gives {want.recipient_id or 'no one'} ({want.resolution})")
+    return drift
+
+
+def allocation_drift(rows: list[dict[str, Any]], allocations: list[dict[str, Any]], weights: Mapping[str, int]) -> list[str]:
+    """Recipients whose stored proposal differs from the one derived from the curated events."""
+    derived = {p.recipient_id: (p.proposed_units, p.activity_count) for p in propose_allocations(map(curated_event, rows), weights)}
+    stored = {a["recipient_id"]: (a["proposed_units"], a["activity_count"]) for a in allocations}
+    drift = []
+    for rid in sorted(set(derived) | set(stored)):
+        want, have = derived.get(rid, (0, 0)), stored.get(rid)
+        if have is None or have != want:
+            drift.append(f"{rid}: stored {have[0] if have else 'no'} units over {have[1] if have else 0} events, "
+                         f"derived {want[0]} over {want[1]}")
+    return drift

@@ -1,0 +1,155 @@
+"""A stateful property test of the approve → finalize → verify chain on the real database.
+
+Hypothesis drives random sequences of admin operations (curate, include, override,
+bind, revoke, merge, adjust, pool add, re-collect, resolve, allocate, approve,
+finalize, correct) on one epoch. After every step: each statement that exists
+verifies from the ledger and offline; every refused operation left the ledger as it
+was, byte for byte.
+"""
+
+import itertools
+import json
+import os
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
+
+from credit_pipeline.core.hashing import sign_message
+from credit_pipeline.ledger.store import LedgerError, LedgerStore
+from credit_pipeline.stages.admin import (add_pool, adjust_recipient, bind_account, correct_recipient, curate_event,
+                                          merge_people, revoke_account)
+from credit_pipeline.stages.allocate import allocate_epoch, allocation_state
+from credit_pipeline.stages.approve import approve_epoch
+from credit_pipeline.stages.finalize import finalize_epoch
+from credit_pipeline.stages.resolve import resolve_epoch
+from credit_pipeline.stages.verify import verify_file_bytes, verify_stored
+
+from credit_pipeline_tests.conftest import scratch_database
+from credit_pipeline_tests.ledger.factories import pr_event
+from credit_pipeline_tests.stages.test_flow import AFTER, APPROVER_KEY, KEY, POLICY, START, message_event, ready_for_review
+
+TABLES = ("epochs", "activity_events", "activity_curation", "epoch_allocations", "epoch_pool_components", "epoch_approvals",
+          "payout_statements", "identity_events", "statement_corrections")
+EVENTS = [f"github:pr:acme/widgets:{n}" for n in (1, 2, 3, 7)]
+ACCOUNTS = [("github", "100"), ("github", "200"), ("github", "300"), ("discord", "300")]
+PEOPLE = ["alice", "bob", "carol"]
+_names = itertools.count()
+
+
+def ledger_digest(store: LedgerStore) -> dict[str, str]:
+    """A digest of every ledger table's rows: equal digests mean nothing was written."""
+    with store.engine.connect() as conn:
+        return {t: conn.execute(sa.text(f"SELECT md5(coalesce(string_agg(x::text, '|' ORDER BY x::text), '')) FROM {t} x")).scalar()
+                for t in TABLES}
+
+
+class AdminSequences(RuleBasedStateMachine):
+    server_url: str = ""
+    template: str = ""
+
+    @initialize()
+    def setup(self):
+        self._db = scratch_database(self.server_url, f"cp_sm_{os.getpid()}_{next(_names)}", template=self.template)
+        self.engine = sa.create_engine(self._db.__enter__())
+        self.store = LedgerStore(self.engine)
+        self.store.record_page([pr_event(1, START, "100", "alice"), pr_event(2, START + timedelta(days=2), "200", "bob"),
+                                pr_event(3, START + timedelta(days=3), "300", "carol"),
+                                pr_event(7, START + timedelta(days=4), "100", "alice"),
+                                message_event(2**60 + 5, START + timedelta(days=1), "300")], None)
+        resolve_epoch(self.store, KEY, POLICY)
+        ready_for_review(self.store)
+        allocate_epoch(self.store, KEY, POLICY, now=AFTER)
+        self.late = 100
+
+    def teardown(self):
+        if hasattr(self, "engine"):
+            self.engine.dispose()
+            self._db.__exit__(None, None, None)
+
+    def attempt(self, operation, *args, **kwargs):
+        """Run an admin operation; a refusal must leave every table exactly as it was."""
+        before = ledger_digest(self.store)
+        try:
+            operation(*args, **kwargs)
+        except LedgerError:
+            assert ledger_digest(self.store) == before, f"{operation.__name__} was refused but wrote"
+
+    @rule(event=st.sampled_from(EVENTS), included=st.booleans(), weight=st.none() | st.integers(0, 20000))
+    def curate(self, event, included, weight):
+        self.attempt(curate_event, self.store, event, POLICY, actor="admin", included=included, weight_override=weight)
+
+    @rule(event=st.sampled_from(EVENTS))
+    def clear_override(self, event):
+        self.attempt(curate_event, self.store, event, POLICY, actor="admin", clear_override=True, note="cleared")
+
+    @rule(account=st.sampled_from(ACCOUNTS), person=st.sampled_from(PEOPLE))
+    def bind(self, account, person):
+        self.attempt(bind_account, self.store, *account, person, POLICY, actor="admin")
+
+    @rule(account=st.sampled_from(ACCOUNTS))
+    def revoke(self, account):
+        self.attempt(revoke_account, self.store, *account, POLICY, actor="admin")
+
+    @rule(a=st.sampled_from(PEOPLE), b=st.sampled_from(PEOPLE))
+    def merge(self, a, b):
+        self.attempt(merge_people, self.store, a, b, POLICY, actor="admin")
+
+    @rule(recipient=st.sampled_from(PEOPLE + ["github:200", "discord:300", "bad id"]), units=st.none() | st.integers(0, 30000))
+    def adjust(self, recipient, units):
+        self.attempt(adjust_recipient, self.store, KEY, recipient, units, "reviewed" if units is not None else None, POLICY, actor="admin")
+
+    @rule(component=st.sampled_from(["top_up", "kpi_bonus"]), amount=st.integers(0, 5000))
+    def pool(self, component, amount):
+        self.attempt(add_pool, self.store, KEY, component, amount, actor="admin")
+
+    @rule()
+    def recollect_late_event(self):
+        self.late += 1
+        self.store.record_page([pr_event(self.late, START + timedelta(days=5), "200", "bob")], None)
+
+    @rule()
+    def resolve_and_allocate(self):
+        resolve_epoch(self.store, KEY, POLICY)
+        allocate_epoch(self.store, KEY, POLICY, now=AFTER)
+
+    @rule(signer=st.sampled_from([APPROVER_KEY, "0x" + "5d" * 32]), stale=st.booleans())
+    def approve(self, signer, stale):
+        try:
+            state = allocation_state(self.store, KEY, POLICY)
+        except LedgerError:
+            return
+        ahash = "0" * 64 if stale else state.allocation_set_hash
+        self.attempt(approve_epoch, self.store, KEY, ahash, sign_message(state.approval_message, signer), POLICY)
+
+    @rule()
+    def finalize(self):
+        self.attempt(finalize_epoch, self.store, KEY)
+
+    @rule(recipient=st.sampled_from(PEOPLE + ["github:200", "discord:300"]), units=st.integers(0, 30000))
+    def correct(self, recipient, units):
+        self.attempt(correct_recipient, self.store, KEY, recipient, units, "correction", actor="admin")
+
+    @invariant()
+    def every_statement_verifies(self):
+        if not hasattr(self, "store") or not self.store.statement_rows(KEY):
+            return
+        report = verify_stored(self.store, KEY)
+        assert report.ok, report.mismatch
+        for row in self.store.statement_rows(KEY):
+            offline = verify_file_bytes(row["bundle"].encode())
+            assert offline.ok, offline.mismatch
+            payouts = json.loads(row["bundle"])["payouts"]
+            assert not payouts or sum(p["amount_credits"] for p in payouts) == row["pool_total"]
+
+
+@pytest.mark.slow
+def test_random_admin_sequences_keep_the_chain_verifiable(pg_server_url, template_db):
+    AdminSequences.server_url, AdminSequences.template = pg_server_url, template_db
+    run_state_machine_as_test(AdminSequences, settings=settings(max_examples=int(os.environ.get("CP_STATEFUL_EXAMPLES", 20)),
+                                                                stateful_step_count=25, deadline=None,
+                                                                suppress_health_check=list(HealthCheck)))
+
