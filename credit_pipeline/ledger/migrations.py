@@ -3,11 +3,16 @@
 Each applied file is recorded in ``schema_migrations`` with its SHA-256; a file that
 was edited after it was applied is refused, because the database no longer matches
 what the file says. Concurrent upgraders serialize on an advisory lock.
+
+Only the ledger's owner (or a superuser) applies migrations. The application may
+connect as a least-privilege role (docs/database.md): for it, a current schema is a
+read-only check, and a pending migration is an error that says who must run it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 from dataclasses import dataclass
@@ -22,6 +27,7 @@ from sqlalchemy.exc import DBAPIError
 ENV_SQL_DIR = "CREDIT_PIPELINE_SQL_DIR"
 FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 LOCK_KEY = 0x63726564  # "cred": one advisory lock for all upgraders
+log = logging.getLogger(__name__)
 
 BOOKKEEPING = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -101,9 +107,53 @@ def _check_consistent(migrations: list[Migration], applied: dict[str, tuple[str,
             )
 
 
+def _may_change_schema(conn: Connection) -> bool:
+    """Whether the connected role can run migrations: a superuser, or a role that may create in the
+    schema and is a member of the owner of ``schema_migrations`` (when there is one yet)."""
+    return bool(conn.execute(sa.text("""
+        SELECT r.rolsuper OR (has_schema_privilege(current_schema(), 'CREATE')
+                              AND coalesce((SELECT pg_has_role(c.relowner, 'MEMBER') FROM pg_class c
+                                            WHERE c.oid = to_regclass('schema_migrations')), true))
+        FROM pg_roles r WHERE r.rolname = current_user""")).scalar())
+
+
+def _pending(engine: Engine, migrations: list[Migration]) -> list[Migration]:
+    """The migrations not applied yet, read without any DDL or lock; refuses them to a role that cannot apply them."""
+    with engine.connect() as conn:
+        user = conn.execute(sa.text("SELECT current_user")).scalar()
+        may_migrate = _may_change_schema(conn)
+        has_table = conn.execute(sa.text("SELECT to_regclass('schema_migrations') IS NOT NULL")).scalar()
+        try:
+            applied = _applied(conn) if has_table else {}
+        except DBAPIError as exc:
+            raise MigrationError(
+                f"{user} cannot read schema_migrations ({str(exc.orig).strip().splitlines()[0]}): connect as a member "
+                "of credit_pipeline_app (docs/database.md) or as the database owner"
+            ) from None
+    _check_consistent(migrations, applied)
+    pending = [m for m in migrations if m.version not in applied]
+    if pending and not may_migrate:
+        counted = f"{len(pending)} migrations are" if len(pending) != 1 else "1 migration is"
+        raise MigrationError(
+            f"{counted} pending; run `credit-pipeline db upgrade` as the database owner "
+            f"({user} cannot change the schema; pending: {', '.join(m.path.name for m in pending)})"
+        )
+    return pending
+
+
+def _report_notices(migration: Migration, dbapi_connection) -> None:
+    """A migration's NOTICEs say what someone must still do (e.g. create a role): log them as warnings."""
+    notices = getattr(dbapi_connection, "notices", None) or []
+    for notice in notices:
+        log.warning("%s: %s", migration.path.name, str(notice).strip().removeprefix("NOTICE:").strip())
+    del notices[:]
+
+
 def upgrade(engine: Engine, directory: Path | None = None) -> list[str]:
-    """Apply every pending migration; return the versions applied now."""
+    """Apply every pending migration; return the versions applied now (none pending: no DDL, no lock)."""
     migrations = discover(directory)
+    if not _pending(engine, migrations):
+        return []
     done: list[str] = []
     with engine.connect() as conn:
         conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": LOCK_KEY})
@@ -119,7 +169,9 @@ def upgrade(engine: Engine, directory: Path | None = None) -> list[str]:
                 try:
                     with conn.begin():
                         # Raw DBAPI cursor: the file is several statements with $$ bodies and '%'.
-                        conn.connection.dbapi_connection.cursor().execute(migration.sql)
+                        dbapi = conn.connection.dbapi_connection
+                        dbapi.cursor().execute(migration.sql)
+                        _report_notices(migration, dbapi)
                         conn.execute(
                             sa.text("INSERT INTO schema_migrations (version, name, checksum) VALUES (:v, :n, :c)"),
                             {"v": migration.version, "n": migration.name, "c": migration.checksum},
@@ -156,5 +208,10 @@ def status(engine: Engine, directory: Path | None = None) -> list[MigrationState
 
 
 def ensure_current(engine: Engine, directory: Path | None = None) -> None:
-    """Apply pending migrations (idempotent); every entry point calls this."""
+    """Apply pending migrations (idempotent); every entry point calls this.
+
+    When nothing is pending this only reads, so the application's role (a member of
+    ``credit_pipeline_app``, which cannot change the schema) opens a current ledger;
+    when something is, a role that cannot apply it is told who must.
+    """
     upgrade(engine, directory)
