@@ -21,10 +21,10 @@ from typing import Any
 import aiohttp
 import discord
 import discord.http
-from discord.utils import snowflake_time, time_snowflake
+from discord.utils import time_snowflake
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from credit_pipeline.core.events import ActivityEvent, discord_message_event_id
+from credit_pipeline.core.events import ActivityEvent
 from credit_pipeline.sources.base import (
     MalformedItem,
     Page,
@@ -37,6 +37,7 @@ from credit_pipeline.sources.base import (
     Window,
 )
 from credit_pipeline.sources.fields import field, iso
+from credit_pipeline.sources.parsing import DerivedColumns, discord_message_columns, discord_message_id
 
 PRODUCER = "credit_pipeline.sources.discord"
 PRODUCER_VERSION = "1"
@@ -94,10 +95,10 @@ class DiscordSource:
                 seen_content = False
                 while True:
                     raw = session.messages(ref.ref, after=after)
-                    messages = sorted((self._parse(ref, m) for m in raw), key=lambda pair: pair[0])
-                    inside = [(mid, m) for mid, m in messages if mid < end_id]
-                    events = [self._event(ref, mid, m) for mid, m in inside]
-                    seen_content = seen_content or any(m.get("content") for _, m in inside)
+                    messages = sorted((self._parse(ref, m) for m in raw), key=lambda parsed: parsed[0])
+                    inside = [(mid, columns, m) for mid, columns, m in messages if mid < end_id]
+                    events = [self._event(columns, m) for _, columns, m in inside]
+                    seen_content = seen_content or any(m.get("content") for _, _, m in inside)
                     if inside:
                         after = inside[-1][0]
                     last = len(raw) < PAGE or len(inside) < len(messages)
@@ -131,24 +132,13 @@ class DiscordSource:
 
     # -- items -------------------------------------------------------------------
 
-    def _parse(self, ref: StreamRef, message: Any) -> tuple[int, dict[str, Any]]:
-        raw_id = field(message, "id", f"{ref}: a message")
-        if not str(raw_id).isdigit():
-            raise MalformedItem(f"{ref}: message id {raw_id!r} is not a snowflake (field 'id')")
-        author = field(message, "author", f"{ref} message {raw_id}")
-        if not str(field(author, "id", f"{ref} message {raw_id}.author")).isdigit():
-            raise MalformedItem(f"{ref} message {raw_id}: field 'author.id' is not a snowflake ({author.get('id')!r})")
-        return int(raw_id), message
+    def _parse(self, ref: StreamRef, message: Any) -> tuple[int, DerivedColumns, dict[str, Any]]:
+        """Every message of a page is read (and checked) before any is kept, so a bad one fails the whole page."""
+        columns = discord_message_columns(self.guild_id, ref.ref, message)
+        return discord_message_id(ref.ref, message), columns, message
 
-    def _event(self, ref: StreamRef, message_id: int, message: dict[str, Any]) -> ActivityEvent:
-        author = message["author"]
-        return ActivityEvent(
-            event_id=discord_message_event_id(self.guild_id, ref.ref, message_id), source="discord", event_type="message_sent",
-            platform_user_id=str(int(author["id"])), platform_login=author.get("global_name") or author.get("username"),
-            is_bot=bool(author.get("bot")), artifact_url=f"https://discord.com/channels/{self.guild_id}/{ref.ref}/{message_id}",
-            event_time=snowflake_time(message_id), metadata={"guild_id": self.guild_id, "channel_id": ref.ref},
-            payload=message, producer=PRODUCER, producer_version=PRODUCER_VERSION, retrieved_at=datetime.now(UTC),
-        )
+    def _event(self, columns: DerivedColumns, message: dict[str, Any]) -> ActivityEvent:
+        return columns.event(message, producer=PRODUCER, producer_version=PRODUCER_VERSION, retrieved_at=datetime.now(UTC))
 
 
 class _Session:

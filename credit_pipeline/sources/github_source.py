@@ -23,14 +23,7 @@ import requests
 from github import Auth, Github, GithubException, GithubRetry
 from github.GithubException import BadCredentialsException, RateLimitExceededExceedsMaxWait
 
-from credit_pipeline.core.events import (
-    GITHUB_GHOST_ID,
-    GITHUB_GHOST_LOGIN,
-    ActivityEvent,
-    github_issue_event_id,
-    github_pr_event_id,
-    github_review_event_id,
-)
+from credit_pipeline.core.events import ActivityEvent
 from credit_pipeline.sources.base import (
     MalformedItem,
     Page,
@@ -44,6 +37,13 @@ from credit_pipeline.sources.base import (
 )
 from credit_pipeline.sources.fields import field, integer, iso, timestamp
 from credit_pipeline.sources.github_graphql import PULLS_WITH_REVIEWS, PROBE_PULLS, REVIEWS_OF_PULL
+from credit_pipeline.sources.parsing import (
+    DerivedColumns,
+    github_issue_columns,
+    github_pull_columns,
+    github_review_columns,
+    github_review_payload,
+)
 
 PRODUCER = "credit_pipeline.sources.github"
 PRODUCER_VERSION = "1"
@@ -188,28 +188,12 @@ class GitHubSource:
         return self._rest_pages(ref, stop, cursor, f"/repos/{ref.ref}/issues", params, self._issue_event)
 
     def _pull_event(self, ref: StreamRef, item: dict[str, Any], what: str) -> ActivityEvent | None:
-        merged_at = timestamp(item, "merged_at", what, optional=True)
-        if merged_at is None:
-            return None  # closed without merging
-        user_id, login, is_bot = _rest_user(field(item, "user", what), what)
-        number = item["number"]
-        return self._event(github_pr_event_id(ref.ref, number), "pr_merged", user_id, login, is_bot, item.get("html_url"),
-                           merged_at, {"repo": ref.ref, "number": number, "title": item.get("title")}, item)
+        columns = github_pull_columns(ref.ref, item, what)
+        return None if columns is None else self._event(columns, item)
 
     def _issue_event(self, ref: StreamRef, item: dict[str, Any], what: str) -> ActivityEvent | None:
-        if "/pull/" in str(item.get("html_url", "")) or item.get("pull_request"):
-            return None  # the issues endpoint lists PRs too
-        closed_at = timestamp(item, "closed_at", what, optional=True)
-        if closed_at is None:
-            return None
-        author = _rest_user(field(item, "user", what), what)
-        closer = _rest_user(item["closed_by"], what) if item.get("closed_by") else (None, None, False)
-        user_id, login, is_bot = closer if self.issue_credit == "closer" and closer[0] else author
-        number = item["number"]
-        meta = {"repo": ref.ref, "number": number, "title": item.get("title"), "author_id": author[0], "closer_id": closer[0],
-                "closer_login": closer[1], "credited": self.issue_credit}
-        return self._event(github_issue_event_id(ref.ref, number), "issue_closed", user_id, login, is_bot, item.get("html_url"),
-                           closed_at, meta, item)
+        columns = github_issue_columns(ref.ref, item, what, self.issue_credit)
+        return None if columns is None else self._event(columns, item)
 
     # -- GraphQL reviews -------------------------------------------------------
 
@@ -248,33 +232,13 @@ class GitHubSource:
         return extra
 
     def _review_event(self, ref: StreamRef, pr: dict[str, Any], review: dict[str, Any]) -> ActivityEvent | None:
-        number = pr["number"]
-        state = field(review, "state", f"{ref}#{number}: a review")
-        if state == "PENDING":
-            return None  # a draft review was never submitted
-        review_id = integer(review, "fullDatabaseId", f"{ref}#{number}: a review")
-        what = f"{ref}#{number} review {review_id}"
-        submitted = timestamp(review, "submittedAt", what)
-        author = review.get("author")
-        if author is None:
-            user_id, login, is_bot = None, GITHUB_GHOST_LOGIN, False  # the account was deleted
-        else:
-            login = field(author, "login", what)
-            is_bot = author.get("__typename") == "Bot" or str(login).endswith("[bot]")
-            raw_id = author.get("databaseId")
-            user_id = None if raw_id is None or str(raw_id) == GITHUB_GHOST_ID else str(integer(author, "databaseId", what))
-        pull = {k: v for k, v in pr.items() if k != "reviews"}
-        return self._event(github_review_event_id(ref.ref, number, review_id), "review_submitted", user_id, login, is_bot,
-                           review.get("url"), submitted, {"repo": ref.ref, "number": number, "state": state, "pr_state": pr.get("state")},
-                           {"pull_request": pull, "review": review})
+        columns = github_review_columns(ref.ref, pr, review)
+        return None if columns is None else self._event(columns, github_review_payload(pr, review))
 
     # -- plumbing ----------------------------------------------------------------
 
-    def _event(self, event_id: str, event_type: str, user_id: str | None, login: str | None, is_bot: bool, url: str | None,
-               when: datetime, metadata: dict[str, Any], payload: dict[str, Any]) -> ActivityEvent:
-        return ActivityEvent(event_id=event_id, source="github", event_type=event_type, platform_user_id=user_id,
-                             platform_login=login, is_bot=is_bot, artifact_url=url, event_time=when, metadata=metadata,
-                             payload=payload, producer=PRODUCER, producer_version=PRODUCER_VERSION, retrieved_at=datetime.now(UTC))
+    def _event(self, columns: DerivedColumns, payload: dict[str, Any]) -> ActivityEvent:
+        return columns.event(payload, producer=PRODUCER, producer_version=PRODUCER_VERSION, retrieved_at=datetime.now(UTC))
 
     def _head(self, ref: StreamRef) -> str | None:
         if ref.stream == "reviews":
@@ -350,16 +314,6 @@ class GitHubSource:
 def _too_long(what: str, wait: float) -> str:
     at = (datetime.now(UTC) + timedelta(seconds=wait)).replace(microsecond=0)
     return f"{what} for {wait:.0f} s, more than the configured maximum; retry after {iso(at)} (every full page so far is committed)"
-
-
-def _rest_user(user: Any, what: str) -> tuple[str | None, str | None, bool]:
-    if user is None:
-        return None, GITHUB_GHOST_LOGIN, False
-    login = field(user, "login", f"{what}.user")
-    user_id = str(integer(user, "id", f"{what}.user"))
-    if user_id == GITHUB_GHOST_ID or login == GITHUB_GHOST_LOGIN:
-        return None, GITHUB_GHOST_LOGIN, False  # deleted account: recorded, unattributable
-    return user_id, login, user.get("type") == "Bot" or str(login).endswith("[bot]")
 
 
 def _path(data: Any, keys: tuple[str, ...], what: str) -> Any:

@@ -1,0 +1,283 @@
+"""Raw source payloads to event columns, with no I/O (SPEC §3).
+
+The adapters build every ``ActivityEvent`` from these functions, and ``verify``
+re-derives a stored event's columns from its stored payload with the same functions,
+so the code that wrote a column is the code that checks it. Nothing here talks to
+an API or holds a client: a payload goes in, columns come out, or ``MalformedItem``
+names the item and the field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from credit_pipeline.core.events import (
+    GITHUB_GHOST_ID,
+    GITHUB_GHOST_LOGIN,
+    ActivityEvent,
+    discord_message_event_id,
+    github_issue_event_id,
+    github_pr_event_id,
+    github_review_event_id,
+)
+from credit_pipeline.sources.base import MalformedItem
+from credit_pipeline.sources.fields import field, integer, timestamp
+
+DISCORD_EPOCH_MS = 1420070400000  # 2015-01-01T00:00:00Z, the zero of every Discord snowflake
+_UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Account columns: (platform_user_id, platform_login, is_bot).
+Account = tuple[str | None, str | None, bool]
+
+
+@dataclass(frozen=True)
+class DerivedColumns:
+    """Every column of an event that its raw payload determines (all but payload and provenance)."""
+
+    event_id: str
+    source: str  # "github" | "discord"
+    event_type: str  # pr_merged | review_submitted | issue_closed | message_sent
+    platform_user_id: str | None
+    platform_login: str | None
+    is_bot: bool
+    artifact_url: str | None
+    event_time: datetime  # aware, UTC
+    metadata: dict[str, Any]
+
+    def event(self, payload: dict[str, Any], *, producer: str, producer_version: str, retrieved_at: datetime) -> ActivityEvent:
+        """The stored event: these columns plus the payload they came from and who fetched it when."""
+        columns = {f.name: getattr(self, f.name) for f in fields(self)}
+        return ActivityEvent(**columns, payload=payload, producer=producer, producer_version=producer_version, retrieved_at=retrieved_at)
+
+
+# -- GitHub ---------------------------------------------------------------------------------------
+
+
+def github_pull_columns(repo: str, item: dict[str, Any], what: str) -> DerivedColumns | None:
+    """A REST pull request (list item): credited to its author at ``merged_at``; None when closed without merging."""
+    number = integer(item, "number", what)
+    merged_at = timestamp(item, "merged_at", what, optional=True)
+    if merged_at is None:
+        return None
+    user_id, login, is_bot = rest_account(field(item, "user", what), what)
+    return DerivedColumns(github_pr_event_id(repo, number), "github", "pr_merged", user_id, login, is_bot, item.get("html_url"),
+                          merged_at, {"repo": repo, "number": item["number"], "title": item.get("title")})
+
+
+def github_issue_columns(repo: str, item: dict[str, Any], what: str, issue_credit: str = "author") -> DerivedColumns | None:
+    """A REST issue (list item) closed at ``closed_at``, credited to its author or, by policy, its closer.
+
+    None for a PR (the issues endpoint lists PRs too) or an issue not closed. The
+    closer is credited only when GitHub names one; otherwise the author is, and the
+    metadata keeps both so a curator can see who was chosen and why.
+    """
+    number = integer(item, "number", what)
+    if _is_pull_request(item):
+        return None
+    closed_at = timestamp(item, "closed_at", what, optional=True)
+    if closed_at is None:
+        return None
+    author = rest_account(field(item, "user", what), what)
+    closer = rest_account(item["closed_by"], what) if item.get("closed_by") else (None, None, False)
+    user_id, login, is_bot = closer if issue_credit == "closer" and closer[0] else author
+    meta = {"repo": repo, "number": item["number"], "title": item.get("title"), "author_id": author[0], "closer_id": closer[0],
+            "closer_login": closer[1], "credited": issue_credit}
+    return DerivedColumns(github_issue_event_id(repo, number), "github", "issue_closed", user_id, login, is_bot, item.get("html_url"),
+                          closed_at, meta)
+
+
+def _is_pull_request(item: dict[str, Any]) -> bool:
+    """The issues endpoint lists PRs too; GitHub marks them with ``pull_request`` and a ``/pull/`` URL."""
+    return "/pull/" in str(item.get("html_url", "")) or bool(item.get("pull_request"))
+
+
+def github_review_columns(repo: str, pr: dict[str, Any], review: dict[str, Any]) -> DerivedColumns | None:
+    """A GraphQL review node of a PR node: credited to its author at ``submittedAt``, whatever the PR's state.
+
+    None for a ``PENDING`` review (a draft never submitted). Messages name the item
+    as the review stream does (``github:reviews:{repo}#{number}``).
+    """
+    ref = f"github:reviews:{repo}"
+    number = integer(pr, "number", f"{ref}: a pull request")
+    state = field(review, "state", f"{ref}#{number}: a review")
+    if state == "PENDING":
+        return None
+    review_id = integer(review, "fullDatabaseId", f"{ref}#{number}: a review")
+    what = f"{ref}#{number} review {review_id}"
+    submitted = timestamp(review, "submittedAt", what)
+    user_id, login, is_bot = graphql_account(review.get("author"), what)
+    meta = {"repo": repo, "number": pr["number"], "state": state, "pr_state": pr.get("state")}
+    return DerivedColumns(github_review_event_id(repo, number, review_id), "github", "review_submitted", user_id, login, is_bot,
+                          review.get("url"), submitted, meta)
+
+
+def github_review_payload(pr: dict[str, Any], review: dict[str, Any]) -> dict[str, Any]:
+    """What a review event stores: the PR node without its review list (which changes) and the review."""
+    return {"pull_request": {k: v for k, v in pr.items() if k != "reviews"}, "review": review}
+
+
+def rest_account(user: Any, what: str) -> Account:
+    """A REST ``user``: a deleted account (null or GitHub's ghost) is recorded but unattributable."""
+    if user is None:
+        return None, GITHUB_GHOST_LOGIN, False
+    login = field(user, "login", f"{what}.user")
+    user_id = str(integer(user, "id", f"{what}.user"))
+    if user_id == GITHUB_GHOST_ID or login == GITHUB_GHOST_LOGIN:
+        return None, GITHUB_GHOST_LOGIN, False
+    return user_id, login, user.get("type") == "Bot" or str(login).endswith("[bot]")
+
+
+def graphql_account(author: Any, what: str) -> Account:
+    """A GraphQL ``author``: null when the account was deleted; bots are ``__typename == "Bot"`` or ``[bot]`` logins."""
+    if author is None:
+        return None, GITHUB_GHOST_LOGIN, False
+    login = field(author, "login", what)
+    is_bot = author.get("__typename") == "Bot" or str(login).endswith("[bot]")
+    raw_id = author.get("databaseId")
+    user_id = None if raw_id is None or str(raw_id) == GITHUB_GHOST_ID else str(integer(author, "databaseId", what))
+    return user_id, login, is_bot
+
+
+# -- Discord --------------------------------------------------------------------------------------
+
+
+def discord_message_id(channel_id: str, message: dict[str, Any]) -> int:
+    """The message's snowflake; read as an integer because snowflakes pass 2^53 and order numerically."""
+    raw_id = field(message, "id", f"discord:messages:{channel_id}: a message")
+    if not _is_snowflake(raw_id):
+        raise MalformedItem(f"discord:messages:{channel_id}: message id {raw_id!r} is not a snowflake (field 'id')")
+    return int(raw_id)
+
+
+def discord_message_columns(guild_id: str, channel_id: str, message: dict[str, Any]) -> DerivedColumns:
+    """A REST message: credited to its author at the time its snowflake encodes (Discord's own clock)."""
+    ref = f"discord:messages:{channel_id}"
+    message_id = discord_message_id(channel_id, message)
+    author = field(message, "author", f"{ref} message {message['id']}")
+    if not _is_snowflake(field(author, "id", f"{ref} message {message['id']}.author")):
+        raise MalformedItem(f"{ref} message {message['id']}: field 'author.id' is not a snowflake ({author.get('id')!r})")
+    return DerivedColumns(
+        event_id=discord_message_event_id(guild_id, channel_id, message_id), source="discord", event_type="message_sent",
+        platform_user_id=str(int(author["id"])), platform_login=author.get("global_name") or author.get("username"),
+        is_bot=bool(author.get("bot")), artifact_url=f"https://discord.com/channels/{guild_id}/{channel_id}/{message_id}",
+        event_time=snowflake_time(message_id), metadata={"guild_id": guild_id, "channel_id": channel_id},
+    )
+
+
+def snowflake_time(snowflake: int) -> datetime:
+    """The creation time in a snowflake's top 42 bits (ms since the Discord epoch), in exact integer arithmetic."""
+    return _UNIX_EPOCH + timedelta(milliseconds=(snowflake >> 22) + DISCORD_EPOCH_MS)
+
+
+def _is_snowflake(value: Any) -> bool:
+    text = str(value)
+    return not isinstance(value, bool) and text.isascii() and text.isdigit() and int(text) < 2**64
+
+
+# -- a stored event, re-derived --------------------------------------------------------------------
+
+
+def columns_from_payload(event_id: str, payload: dict[str, Any], *, issue_credit: str = "author") -> DerivedColumns:
+    """Re-derive a stored event's columns from its stored payload, as the adapter that stored it did.
+
+    The event id says which parser applies and supplies what the payload does not
+    carry (the repo; the guild and channel); the payload must then yield exactly this
+    event: the same id, and the same repo or channel where the payload names one.
+    Raises ``MalformedItem`` naming the event and the field otherwise.
+    """
+    kind, parts = _split_event_id(event_id)
+    if not isinstance(payload, dict):
+        raise MalformedItem(f"stored event {event_id}: the payload is a {type(payload).__name__}, not an object")
+    try:
+        columns = _REDERIVE[kind](event_id, parts, payload, issue_credit)
+    except MalformedItem as exc:
+        if event_id in str(exc):
+            raise
+        raise MalformedItem(f"stored event {event_id}: {exc}") from None
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+        raise MalformedItem(f"stored event {event_id}: the payload does not parse ({type(exc).__name__}: {exc})") from None
+    return columns
+
+
+def _split_event_id(event_id: str) -> tuple[str, list[str]]:
+    """``(kind, parts after the kind)``, checking the part count and that numbers are numbers."""
+    parts = str(event_id).split(":")
+    shapes = {("github", "pr"): 2, ("github", "issue"): 2, ("github", "review"): 3, ("discord", "message"): 3}
+    kind = tuple(parts[:2])
+    if shapes.get(kind) != len(parts) - 2:
+        raise MalformedItem(f"stored event {event_id!r}: not an event id of a known form (SPEC §3)")
+    rest = parts[2:]
+    numeric = rest if kind[0] == "discord" else rest[1:]
+    if not rest[0] or not all(p.isascii() and p.isdigit() for p in numeric):
+        raise MalformedItem(f"stored event {event_id!r}: an id part that must be a number is not one")
+    return ":".join(kind), rest
+
+
+def _pull(event_id: str, parts: list[str], payload: dict[str, Any], issue_credit: str) -> DerivedColumns:
+    repo = parts[0]
+    _names(event_id, repo, _dig(payload, "base", "repo", "full_name"), "base.repo.full_name")
+    columns = github_pull_columns(repo, payload, event_id)
+    if columns is None:
+        raise MalformedItem(f"{event_id}: field 'merged_at' is null: the payload is a pull request closed without merging")
+    return _same_id(event_id, columns, "'number'")
+
+
+def _issue(event_id: str, parts: list[str], payload: dict[str, Any], issue_credit: str) -> DerivedColumns:
+    repo = parts[0]
+    _names(event_id, repo, _repo_in_url(payload.get("repository_url"), after="/repos/"), "repository_url")
+    columns = github_issue_columns(repo, payload, event_id, issue_credit)
+    if columns is None:
+        reason = "field 'closed_at' is null: the issue is not closed"
+        if _is_pull_request(payload):
+            reason = "field 'pull_request' (or a /pull/ html_url) says the payload is a pull request, not an issue"
+        raise MalformedItem(f"{event_id}: {reason}")
+    return _same_id(event_id, columns, "'number'")
+
+
+def _review(event_id: str, parts: list[str], payload: dict[str, Any], issue_credit: str) -> DerivedColumns:
+    repo = parts[0]
+    pr, review = field(payload, "pull_request", event_id), field(payload, "review", event_id)
+    _names(event_id, repo, _repo_in_url(_dig(payload, "pull_request", "url"), before="/pull/"), "pull_request.url")
+    columns = github_review_columns(repo, pr, review)
+    if columns is None:
+        raise MalformedItem(f"{event_id}: field 'review.state' is PENDING: the review was never submitted")
+    return _same_id(event_id, columns, "'pull_request.number' or 'review.fullDatabaseId'")
+
+
+def _message(event_id: str, parts: list[str], payload: dict[str, Any], issue_credit: str) -> DerivedColumns:
+    guild_id, channel_id, _ = parts
+    _names(event_id, channel_id, payload.get("channel_id"), "channel_id")
+    _names(event_id, guild_id, payload.get("guild_id"), "guild_id")
+    return _same_id(event_id, discord_message_columns(guild_id, channel_id, payload), "'id'")
+
+
+_REDERIVE = {"github:pr": _pull, "github:issue": _issue, "github:review": _review, "discord:message": _message}
+
+
+def _same_id(event_id: str, columns: DerivedColumns, names: str) -> DerivedColumns:
+    if columns.event_id != event_id:
+        raise MalformedItem(f"{event_id}: the payload's field {names} makes it event {columns.event_id}")
+    return columns
+
+
+def _names(event_id: str, expected: str, found: Any, name: str) -> None:
+    """Where the payload names its repo or channel, it must be the one in the event id."""
+    if found is not None and str(found) != expected:
+        raise MalformedItem(f"{event_id}: field {name!r} names {found!r}, not {expected!r}")
+
+
+def _repo_in_url(url: Any, *, after: str = "", before: str = "") -> str | None:
+    """``owner/name`` from an API URL (``…/repos/owner/name``) or a web URL (``…/owner/name/pull/5``); None if absent."""
+    path = urlsplit(url).path if isinstance(url, str) else ""
+    marker = after or before
+    if marker not in path:
+        return None
+    return path.rsplit(after, 1)[1] if after else path.rsplit(before, 1)[0].strip("/")
+
+
+def _dig(data: Any, *keys: str) -> Any:
+    for key in keys:
+        data = data.get(key) if isinstance(data, dict) else None
+    return data
