@@ -6,11 +6,15 @@ Every window in the project is half-open, ``[start, end)``: an instant exactly a
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 
 EPOCH_LENGTH = timedelta(days=7)
 STATUSES = ("open", "review", "finalized")
+# The one spelling of a key, used with fullmatch. Explicit ASCII ranges: ``\d`` (and
+# ``str.isdigit``) would also take full-width digits such as "２０２６".
+EPOCH_KEY = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 
 
 class EpochKeyError(ValueError):
@@ -36,14 +40,41 @@ def epoch_key(ts: datetime) -> str:
     return epoch_window(ts)[0].date().isoformat()
 
 
+def _loose_date(text: str) -> date:
+    # 2026-2-16 or full-width digits (int() reads any Unicode decimal digit).
+    parts = text.split("-")
+    if len(parts) != 3:
+        raise ValueError(text)
+    return date(*(int(p) for p in parts))
+
+
+def _meant(key: str) -> str:
+    """`` (did you mean YYYY-MM-DD?)`` naming the Monday ``key`` reads as, or "" when it reads as no date."""
+    text = key.strip()
+    # Lenient on purpose, only to suggest the strict spelling: ISO week and basic forms, timestamps, ...
+    for read in (date.fromisoformat, lambda t: datetime.fromisoformat(t).date(), _loose_date):
+        try:
+            day = read(text)
+        except (ValueError, OverflowError):
+            continue
+        return f" (did you mean {(day - timedelta(days=day.weekday())).isoformat()}?)"
+    return ""
+
+
 def parse_epoch_key(key: str) -> date:
-    """Parse and check an epoch key: an ISO date that is a Monday."""
+    """Parse and check an epoch key: a Monday written exactly ``YYYY-MM-DD``.
+
+    Only that spelling is a key: it names the Dagster partition and is signed in the
+    approval message, so ``2026-W08-1`` or ``20260216`` (which Python 3.11's
+    ``date.fromisoformat`` accepts) would be a second name for the same epoch.
+    """
+    if not isinstance(key, str) or not EPOCH_KEY.fullmatch(key):
+        hint = _meant(key) if isinstance(key, str) else ""
+        raise EpochKeyError(f"epoch key {key!r} is not a date written YYYY-MM-DD (for example 2026-02-16){hint}")
     try:
         day = date.fromisoformat(key)
-    except (TypeError, ValueError):
-        raise EpochKeyError(f"epoch key {key!r} is not a date written YYYY-MM-DD (for example 2026-02-16)") from None
-    if len(key) != 10:
-        raise EpochKeyError(f"epoch key {key!r} must be written YYYY-MM-DD (for example {day.isoformat()})")
+    except ValueError:
+        raise EpochKeyError(f"epoch key {key!r} is not a calendar date; write a Monday as YYYY-MM-DD (for example 2026-02-16)") from None
     if day.weekday() != 0:
         monday = day - timedelta(days=day.weekday())
         raise EpochKeyError(f"epoch key {key!r} is a {day.strftime('%A')}; epochs start on Mondays (did you mean {monday.isoformat()}?)")

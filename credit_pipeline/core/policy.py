@@ -4,7 +4,8 @@ Weights are integer milli-units (``8000`` = 8.000 units) keyed ``source:event_ty
 Anything that is not exactly right is refused with one message per problem that
 names the key and the rule: a float, a negative, a boolean, an unknown key, an
 approver that is not an address. The policy's hash is the SHA-256 of the canonical
-JSON of the *validated* document, so formatting and comments never change it.
+JSON of the *validated* document, so formatting and comments never change it;
+once pinned on an epoch, ``policy_hash_of`` hashes the stored document itself.
 """
 
 from __future__ import annotations
@@ -23,6 +24,11 @@ REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 GITHUB_STREAMS = ("pull_requests", "reviews", "issues")
 POOL_COMPONENTS = ("base_issuance", "kpi_bonus", "top_up")
+# Bounds that keep every value storable: a week's summed weights must fit PostgreSQL bigint
+# (10**6 events * 10**12 milli-units < 2**63), and pool amounts numeric(78, 0) after payouts
+# multiply them by units.
+MAX_WEIGHT = 10**12  # milli-units per weight
+MAX_POOL_AMOUNT = 10**60  # credits of pool.base_issuance
 
 
 class PolicyError(ValueError):
@@ -42,7 +48,7 @@ def _snowflake(value: Any) -> Any:
 
 
 Snowflake = Annotated[str, BeforeValidator(_snowflake), Field(pattern=r"^[0-9]{1,20}$")]
-MilliUnits = Annotated[StrictInt, Field(ge=0)]
+MilliUnits = Annotated[StrictInt, Field(ge=0, le=MAX_WEIGHT)]
 
 
 class _Strict(BaseModel):
@@ -82,7 +88,7 @@ class ExcludeSection(_Strict):
 
 
 class PoolSection(_Strict):
-    base_issuance: Annotated[StrictInt, Field(ge=0)]
+    base_issuance: Annotated[StrictInt, Field(ge=0, le=MAX_POOL_AMOUNT)]
 
 
 class Policy(_Strict):
@@ -95,7 +101,8 @@ class Policy(_Strict):
     exclude: ExcludeSection = Field(default_factory=ExcludeSection)
     unresolved: Literal["claimant", "exclude"] = "claimant"
     pool: PoolSection
-    approvers: list[str] = Field(default_factory=list)
+    # validate_default: leaving approvers out is refused with the same message as listing none.
+    approvers: list[str] = Field(default_factory=list, validate_default=True)
 
     @field_validator("approvers", mode="before")
     @classmethod
@@ -104,9 +111,14 @@ class Policy(_Strict):
             return value
         out = []
         for i, item in enumerate(value):
-            if not isinstance(item, str) or not ADDRESS.match(item):
+            if not isinstance(item, str) or not ADDRESS.fullmatch(item):
                 raise ValueError(f"approvers[{i}] = {item!r} is not an Ethereum address (0x followed by 40 hex digits)")
-            out.append(item.lower())
+            address = item.lower()  # EIP-55 case is only a checksum: 0xAB.. and 0xab.. are one wallet
+            if address in out:
+                raise ValueError(f"approvers[{i}] = {item!r} repeats approvers[{out.index(address)}]; list each approver once")
+            out.append(address)
+        if not out:
+            raise ValueError("list at least one approver address; an epoch with none can never be approved")
         return out
 
     def weight(self, source: str, event_type: str) -> int:
@@ -141,10 +153,23 @@ def _explain(error: dict[str, Any]) -> str:
         return f"{loc}: must be a whole number{unit} (got {value!r})"
     if kind == "greater_than_equal":
         return f"{loc}: must be >= 0 (got {value!r})"
+    if kind == "less_than_equal":
+        bound = ("10**12 milli-units (MAX_WEIGHT), so the sum of millions of events fits a bigint" if loc.startswith("weights")
+                 else "10**60 credits (MAX_POOL_AMOUNT), so payouts fit the ledger's numeric(78,0)")
+        return f"{loc}: must be at most {bound} (got a number of {len(str(value))} digits)"
     message = error["msg"].removeprefix("Value error, ")
     if kind == "value_error":  # our own validators already name the value
         return f"{loc}: {message}"
     return f"{loc}: {message} (got {value!r})"
+
+
+def policy_hash_of(document: dict[str, Any]) -> str:
+    """The hash of a pinned policy document exactly as stored.
+
+    Never re-serialized through ``Policy``: a later code version (a new key with a
+    default, another normalization) would otherwise change the hash of an old epoch.
+    """
+    return canonical_hash(document)
 
 
 def validate_policy(document: Any, source: str = "policy") -> Policy:

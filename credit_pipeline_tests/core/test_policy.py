@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from credit_pipeline.core.policy import PolicyError, parse_policy, validate_policy
+from credit_pipeline.core.canonical import canonical_hash
+from credit_pipeline.core.policy import MAX_POOL_AMOUNT, MAX_WEIGHT, PolicyError, parse_policy, policy_hash_of, validate_policy
 
 SPEC_POLICY = """
 version: 1
@@ -94,6 +95,54 @@ def test_not_a_mapping_or_not_yaml():
         parse_policy("weights: [unclosed")
     with pytest.raises(PolicyError, match="version: required key is missing"):
         validate_policy({"epoch": {"anchor": "2026-01-05"}, "weights": {}, "pool": {"base_issuance": 1}})
+
+
+APPROVER = '["0x1111111111111111111111111111111111111111"]'
+NO_APPROVER = "approvers: list at least one approver address; an epoch with none can never be approved"
+
+
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        (APPROVER, "[]", NO_APPROVER),
+        (f"approvers: {APPROVER}", "", NO_APPROVER),  # leaving the key out is the same as listing none
+        (APPROVER, '["0x1111111111111111111111111111111111111111", "0x2222222222222222222222222222222222222222", '
+                   '"0x1111111111111111111111111111111111111111"]', "approvers[2] = '0x1111111111111111111111111111111111111111' repeats approvers[0]"),
+        (APPROVER, '["0xabcdefabcdefabcdefabcdefabcdefabcdefabcd", "0xABCDEFabcdefABCDEFabcdefABCDEFabcdefABCD"]', "repeats approvers[0]"),
+        (APPROVER, '["0x1111111111111111111111111111111111111111\\n"]', "is not an Ethereum address"),
+        (APPROVER, '"0x1111111111111111111111111111111111111111"', "approvers: Input should be a valid list"),
+        ("github:pr_merged: 8000", f"github:pr_merged: {MAX_WEIGHT + 1}", "weights.github:pr_merged: must be at most 10**12 milli-units (MAX_WEIGHT)"),
+        ("base_issuance: 10000", f"base_issuance: {MAX_POOL_AMOUNT + 1}", "pool.base_issuance: must be at most 10**60 credits (MAX_POOL_AMOUNT)"),
+        ("base_issuance: 10000", f"base_issuance: {10**100}", "pool.base_issuance: must be at most 10**60 credits"),
+    ],
+)
+def test_approvers_and_bounds(old, new, message):
+    assert old in SPEC_POLICY
+    with pytest.raises(PolicyError) as caught:
+        parse_policy(SPEC_POLICY.replace(old, new), "policy.yaml")
+    assert len(caught.value.problems) == 1, caught.value.problems
+    assert message in caught.value.problems[0], caught.value.problems[0]
+
+
+def test_bounds_are_inclusive_and_approvers_are_lowercased():
+    assert (MAX_WEIGHT, MAX_POOL_AMOUNT) == (10**12, 10**60)
+    policy = parse_policy(SPEC_POLICY.replace("github:pr_merged: 8000", f"github:pr_merged: {MAX_WEIGHT}")
+                          .replace("base_issuance: 10000", f"base_issuance: {MAX_POOL_AMOUNT}")
+                          .replace(APPROVER, '["0xABCDEFabcdefABCDEFabcdefABCDEFabcdefABCD", "0x1111111111111111111111111111111111111111"]'))
+    assert policy.weight("github", "pr_merged") == MAX_WEIGHT and policy.pool.base_issuance == MAX_POOL_AMOUNT
+    assert policy.approvers == ["0xabcdefabcdefabcdefabcdefabcdefabcdefabcd", "0x1111111111111111111111111111111111111111"]
+    # A million events at the largest weight still fit a PostgreSQL bigint.
+    assert 10**6 * MAX_WEIGHT < 2**63 - 1
+
+
+def test_policy_hash_of_hashes_the_pinned_document_as_stored():
+    policy = parse_policy(SPEC_POLICY)
+    pinned = policy.canonical()
+    assert policy_hash_of(pinned) == policy.policy_hash == canonical_hash(pinned)
+    # A document pinned by an older version (here: without a key a later model defaults) keeps its own
+    # hash; re-validating and dumping it would add the default and change the hash.
+    older = {k: v for k, v in pinned.items() if k != "unresolved"}
+    assert policy_hash_of(older) == canonical_hash(older) != validate_policy(older).policy_hash
 
 
 def test_sample_policy_shipped_with_the_project_is_valid():
