@@ -47,7 +47,8 @@ def main() -> int:
     key = window[0].date().isoformat()
     policy = validate_policy({"version": 1, "epoch": {"anchor": key}, "sources": org.policy_sources(), "exclude": org.bot_accounts(),
                               "weights": {"github:pr_merged": 8000, "github:review_submitted": 2000, "github:issue_closed": 1000,
-                                          "discord:message_sent": 100}, "pool": {"base_issuance": 10000}})
+                                          "discord:message_sent": 100}, "pool": {"base_issuance": 10000},
+                              "approvers": ["0x1111111111111111111111111111111111111111"]})
     url, drop = temp_database(normalize_url(args.database_url))
     engine = sa.create_engine(url)
     try:

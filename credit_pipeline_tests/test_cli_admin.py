@@ -29,6 +29,12 @@ def env(monkeypatch, ledger_url, tmp_path, store, week):  # noqa: F811
     return path
 
 
+def current_hash(store) -> str:
+    from credit_pipeline.stages.allocate import allocation_state
+
+    return allocation_state(store, KEY, POLICY).allocation_set_hash
+
+
 def finalize(store):
     from credit_pipeline.stages.finalize import finalize_epoch
 
@@ -39,19 +45,23 @@ def test_adjust_then_approve_with_a_key_from_the_environment(env, store, capsys)
     assert main(["adjust", "--epoch", KEY, "--recipient", "github:200", "--units", "9000"]) == 2
     assert "needs a reason" in capsys.readouterr().err
     assert main(["adjust", "--epoch", KEY, "--recipient", "github:200", "--units", "9000", "--reason", "release work"]) == 0
-    assert main(["approve", "--epoch", KEY, "--key-env", "NOT_SET_ANYWHERE"]) == 2
+    capsys.readouterr()
+    assert main(["approve", "--epoch", KEY, "--key-env", "APPROVER_KEY"]) == 2
+    assert "give --hash" in capsys.readouterr().err  # the approver states what they reviewed
+    reviewed = current_hash(store)
+    assert main(["approve", "--epoch", KEY, "--key-env", "NOT_SET_ANYWHERE", "--hash", reviewed]) == 2
     assert "NOT_SET_ANYWHERE is not set" in capsys.readouterr().err
-    assert main(["approve", "--epoch", KEY, "--key-env", "APPROVER_KEY"]) == 0
-    out = capsys.readouterr().out
-    assert f"approved by {address_of(APPROVER_KEY)}" in out and "Allocation Hash: " in out
     assert main(["approve", "--epoch", KEY, "--key-env", "APPROVER_KEY", "--hash", "0" * 64]) == 2
-    assert "current allocation set is" in capsys.readouterr().err
+    assert "current allocation set (revision 1) is" in capsys.readouterr().err
+    assert main(["approve", "--epoch", KEY, "--key-env", "APPROVER_KEY", "--hash", reviewed]) == 0
+    out = capsys.readouterr().out
+    assert f"approved by {address_of(APPROVER_KEY)}" in out and "Allocation Hash: " in out and "Ledger: " in out
     bundle = finalize(store).bundle
     assert {a["recipient_id"]: a["final_units"] for a in bundle["allocations"]}["github:200"] == 9000
 
 
 def test_export_and_verify_round_trip_and_tamper(env, store, tmp_path, capsys):
-    main(["approve", "--epoch", KEY, "--key-env", "APPROVER_KEY"])
+    assert main(["approve", "--epoch", KEY, "--key-env", "APPROVER_KEY", "--hash", current_hash(store)]) == 0
     finalize(store)
     out = tmp_path / "s.json"
     assert main(["export", "--epoch", KEY, "--format", "json", "--output", str(out)]) == 0
@@ -95,6 +105,6 @@ def test_curate_pool_and_simulate(env, store, tmp_path, capsys):
     assert main(["simulate", "--epoch", KEY, "--policy", str(richer), "--json"]) == 0
     rows = {r["recipient_id"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows["discord:300"]["simulated_units"] == 5000 and rows["discord:300"]["current_units"] == 500
-    # github:200's only PR was excluded: the simulation sees it, the stored allocation is not touched.
-    assert rows["github:200"]["simulated_units"] == 0 and rows["github:200"]["current_units"] == 8000
+    # github:200's only PR was excluded: the stored allocation was re-derived with it, and so is the simulation.
+    assert "github:200" not in rows and all(a["recipient_id"] != "github:200" for a in store.allocations(KEY))
     assert sum(r["simulated_credits"] for r in rows.values()) == 10000

@@ -243,10 +243,14 @@ def _check_expectations(report: VerificationReport, want: Expectations) -> None:
                                                             ("approvers", want.approvers)) if given]
 
 
+# Rows before the totals and hashes derived from them, so a difference names its cause.
+DETAIL_FIRST = ("epoch", "policy", "identity", "events", "corrections", "allocations", "pool", "approvals", "payouts")
+
+
 def first_difference(stored: Any, rebuilt: Any, path: str = "") -> str | None:
     """The path of the first value that differs between two JSON values (lists of rows keyed by their id)."""
     if isinstance(stored, dict) and isinstance(rebuilt, dict):
-        for k in sorted(set(stored) | set(rebuilt)):
+        for k in sorted(set(stored) | set(rebuilt), key=lambda k: (k not in DETAIL_FIRST, DETAIL_FIRST.index(k) if k in DETAIL_FIRST else 0, k)):
             if k not in stored or k not in rebuilt:
                 return f"{path}.{k}: {'missing from the statement' if k not in stored else 'missing from the ledger'}"
             found = first_difference(stored[k], rebuilt[k], f"{path}.{k}")

@@ -131,7 +131,8 @@ def _check_rebuilt(store: LedgerStore, epoch: EpochRecord, row: dict[str, Any], 
         raise Mismatch(f"activity_curation / epoch_allocations: {rebuilt.drift[0]}")
 
 
-def _table_of(path: str) -> str:
+def _table_of(difference: str) -> str:
+    path = difference.split(": ", 1)[0]
     top = path.lstrip(".").split(".")[0].split("[")[0]
     if top == "events":
         leaf = path.rsplit(".", 1)[-1]

@@ -1,5 +1,6 @@
 import copy
 import json
+from pathlib import Path
 from datetime import UTC, datetime
 
 import pytest
@@ -15,35 +16,17 @@ KEY = "0x" + "4c" * 32
 OTHER_KEY = "0x" + "5d" * 32
 
 
-def make_bundle(signing_key=KEY, approvers=None):
-    text = SPEC_POLICY.replace("0x1111111111111111111111111111111111111111", approvers or address_of(KEY))
-    policy = parse_policy(text)
-    events = [
-        {"event_id": "github:pr:acme/widgets:1", "source": "github", "event_type": "pr_merged", "recipient_id": "alice", "payload_hash": "a" * 64},
-        {"event_id": "github:review:acme/widgets:1:7", "source": "github", "event_type": "review_submitted", "recipient_id": "bob", "payload_hash": "b" * 64},
-        {"event_id": "discord:message:1:2:3", "source": "discord", "event_type": "message_sent", "recipient_id": "discord:3", "payload_hash": "c" * 64, "weight_override": 700},
-    ]
-    allocations = [
-        {"recipient_id": "alice", "proposed_units": 8000, "activity_count": 1, "final_units": None, "reason": None},
-        {"recipient_id": "bob", "proposed_units": 2000, "activity_count": 1, "final_units": 3000, "reason": "mentored a newcomer"},
-        {"recipient_id": "discord:3", "proposed_units": 700, "activity_count": 1},
-    ]
-    components = [{"component_id": "base_issuance", "amount": 10000, "algorithm_version": "policy-v1", "inputs": {}, "evidence_ref": "policy"}]
-    from credit_pipeline.core.hashing import allocation_set_hash
+V1_BUNDLE = Path(__file__).parent / "data" / "statement_v1.json"
 
-    ahash = allocation_set_hash({"alice": 8000, "bob": 3000, "discord:3": 700})
-    message = approval_message("2026-02-16", policy.policy_hash, ahash, 10000)
-    approvals = [{"signer": address_of(signing_key), "signature": sign_message(message, signing_key), "allocation_set_hash": ahash, "approved_at": datetime(2026, 2, 23, 9, tzinfo=UTC)}]
-    return build_statement(
-        epoch_key="2026-02-16",
-        policy=policy.canonical(),
-        policy_hash=policy.policy_hash,
-        events=events,
-        allocations=allocations,
-        pool_components=components,
-        approvals=approvals,
-        finalized_at=datetime(2026, 2, 23, 10, tzinfo=UTC),
-    )
+
+def make_bundle(signing_key=KEY, approvers=None):
+    """A statement finalized under bundle format v1 (written by the v1 code, kept as bytes); or, to
+    sign with another key, a v2 bundle built now."""
+    if signing_key == KEY and approvers is None:
+        return json.loads(V1_BUNDLE.read_bytes())
+    from credit_pipeline_tests.core.test_statement_v2 import make
+
+    return make(signing_key=signing_key)
 
 
 def test_bundle_recomputes_and_verifies():
@@ -83,7 +66,7 @@ def test_every_single_byte_change_is_caught():
 @pytest.mark.parametrize(
     "mutate, expected",
     [
-        (lambda b: b["payouts"][0].__setitem__("amount_credits", 6837), "payout lines"),
+        (lambda b: b["payouts"][0].__setitem__("amount_credits", 6837), "payout line alice: amount_credits"),
         (lambda b: b["events"][1].__setitem__("weight", 9000), "weight of github:pr:acme/widgets:1"),
         (lambda b: b["allocations"][1].__setitem__("reason", None), "without a reason"),
         (lambda b: b["pool"]["components"][0].__setitem__("amount", 20000), "pool total"),

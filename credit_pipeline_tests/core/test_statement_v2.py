@@ -82,7 +82,7 @@ def test_the_first_semantic_difference_is_named_before_the_hash():
     bundle["payouts"][0]["amount_credits"] += 1
     assert "payout line alice: amount_credits" in verify_bundle(bundle).mismatch
     bundle = json.loads(statement_bytes(make()))
-    bundle["events"][0]["weight"] = 1
+    bundle["events"][1]["weight"] = 1  # events are sorted by id: discord:…, github:pr:…:1, github:pr:…:2
     assert "weight of github:pr:acme/widgets:1" in verify_bundle(bundle).mismatch
     bundle = json.loads(statement_bytes(make()))
     bundle["identity"]["log_hash"] = "d" * 64
@@ -92,7 +92,7 @@ def test_the_first_semantic_difference_is_named_before_the_hash():
 @pytest.mark.parametrize("mutate, named", [
     (lambda b: b["events"][0].update(event_time="2026-02-23T00:00:00Z"), "outside the epoch"),
     (lambda b: b["events"][0].update(event_time="2026-02-15T23:59:59.999Z"), "outside the epoch"),
-    (lambda b: b["events"][1].update(recipient_id="github:3"), "claimant is paid as github:2"),
+    (lambda b: b["events"][2].update(recipient_id="github:3"), "claimant is paid as github:2"),
     (lambda b: b["events"][0].update(recipient_id="alice\nbob:5"), "recipient"),
     (lambda b: b["allocations"][1].update(reason=None), "without a reason"),
     (lambda b: b.update(ledger_id="not-a-uuid"), "ledger_id"),

@@ -119,7 +119,7 @@ def test_approval_refusals_through_the_job(defs, instance, org, ledger):
     other_epoch = sign_message(message.replace(f"Epoch: {key}", "Epoch: 2026-02-23"), APPROVER_KEY)
     ledger.ensure_epoch(open_key)
     cases = [
-        (key, "0" * 64, good, "current allocation set is"),
+        (key, "0" * 64, good, "current allocation set"),
         (key, ahash, sign_message(message, STRANGER_KEY), "not an approver pinned on epoch"),
         (key, ahash, other_epoch, "not an approver pinned on epoch"),
         (key, ahash, "0x1234", "cannot be recovered"),

@@ -3,6 +3,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
+from credit_pipeline.core.canonical import canonical_json, sha256_hex
 from credit_pipeline.core.allocation import ProposedAllocation
 from credit_pipeline.ledger.store import (
     CurationProposal,
@@ -128,16 +129,19 @@ def test_pool_components_are_append_only_and_non_negative(store):
 
 
 POLICY = {"weights": {}}
-PHASH = "f" * 64
+POLICY_TEXT = canonical_json(POLICY)
+PHASH = sha256_hex(POLICY_TEXT)  # the database checks the pinned text hashes to the pinned hash
+SIG = "0x" + "ab" * 65
 
 
 def finalize_ready_epoch(store):
     store.ensure_epoch(KEY)
     store.add_pool_component(KEY, "base_issuance", 100, algorithm_version="policy-v1")
-    store.enter_review(KEY, POLICY, PHASH, ["0x" + "1" * 40])
-    store.record_approval(KEY, allocation_set_hash="e" * 64, policy_hash=PHASH, pool_total=100, message="m", signer="0x" + "1" * 40, signature="0xsig")
-    bundle = {"statement_hash": "d" * 64, "allocation_set_hash": "e" * 64, "pool": {"total": 100}, "payouts": []}
-    return store.finalize(KEY, lambda conn, epoch, at: bundle)
+    store.enter_review(KEY, POLICY_TEXT, PHASH, ["0x" + "1" * 40])
+    store.record_approval(KEY, allocation_set_hash="e" * 64, policy_hash=PHASH, pool_total=100, message="m", signer="0x" + "1" * 40, signature=SIG)
+    bundle = {"statement_hash": "d" * 64, "allocation_set_hash": "e" * 64, "pool": {"total": 100}, "payouts": [],
+              "epoch": {"key": KEY}, "revision": 1, "supersedes": None}
+    return store.finalize(KEY, lambda conn, epoch, revision, at: bundle)
 
 
 def test_epoch_status_forward_only_and_pinned_policy(store):
@@ -145,9 +149,9 @@ def test_epoch_status_forward_only_and_pinned_policy(store):
     with pytest.raises(sa.exc.IntegrityError):  # review without a pinned policy
         with store.transaction() as conn:
             conn.exec_driver_sql(f"UPDATE epochs SET status = 'review' WHERE epoch_key = '{KEY}'")
-    epoch = store.enter_review(KEY, POLICY, PHASH, ["0x" + "1" * 40])
+    epoch = store.enter_review(KEY, POLICY_TEXT, PHASH, ["0x" + "1" * 40])
     assert epoch.status == "review" and epoch.policy_hash == PHASH
-    assert store.enter_review(KEY, {"other": 1}, "0" * 64, []).policy_hash == PHASH  # idempotent, never re-pinned
+    assert store.enter_review(KEY, canonical_json({"other": 1}), "0" * 64, []).policy_hash == PHASH  # idempotent, never re-pinned
     for sql, message in [
         (f"UPDATE epochs SET status = 'open' WHERE epoch_key = '{KEY}'", "cannot move back from review to open"),
         (f"UPDATE epochs SET policy_hash = '{'0' * 64}' WHERE epoch_key = '{KEY}'", "pinned policy"),
@@ -166,7 +170,7 @@ def test_finalize_writes_once_and_freezes_the_epoch(store):
     store.upsert_allocations(KEY, [ProposedAllocation("alice", 8000, 1)], "weight-sum-v1")
     bundle, written = finalize_ready_epoch(store)
     assert written and store.get_epoch(KEY).status == "finalized"
-    again, written_again = store.finalize(KEY, lambda conn, epoch, at: pytest.fail("must not rebuild"))
+    again, written_again = store.finalize(KEY, lambda conn, epoch, revision, at: pytest.fail("must not rebuild") if revision == 1 else None)
     assert not written_again and again == bundle
     assert store.statement(KEY) == bundle
     frozen = [
@@ -179,8 +183,8 @@ def test_finalize_writes_once_and_freezes_the_epoch(store):
             attempt()
     with pytest.raises(EpochStateError, match="is finalized"):
         store.adjust_allocation(KEY, "alice", 1, "late fix", actor="admin")
-    with pytest.raises(EpochStateError, match="approvals are recorded only in review"):
-        store.record_approval(KEY, allocation_set_hash="e" * 64, policy_hash=PHASH, pool_total=100, message="m", signer="0x" + "1" * 40, signature="0xother")
+    with pytest.raises(EpochStateError, match="revision 1 is approved only while it is review"):
+        store.record_approval(KEY, allocation_set_hash="e" * 64, policy_hash=PHASH, pool_total=100, message="m", signer="0x" + "1" * 40, signature="0x" + "cd" * 65)
     for sql in ["UPDATE payout_statements SET pool_total = 1", "DELETE FROM payout_statements"]:
         with pytest.raises(sa.exc.DBAPIError, match="payout_statements is append-only"):
             with store.transaction() as conn:
@@ -193,13 +197,13 @@ def test_finalize_writes_once_and_freezes_the_epoch(store):
 def test_finalize_refuses_an_open_epoch(store):
     store.ensure_epoch(KEY)
     with pytest.raises(EpochStateError, match="only an epoch in review can be finalized"):
-        store.finalize(KEY, lambda conn, epoch, at: {})
+        store.finalize(KEY, lambda conn, epoch, revision, at: {})
 
 
 def test_approvals_are_append_only_and_unique(store):
     store.ensure_epoch(KEY)
-    store.enter_review(KEY, POLICY, PHASH, ["0x" + "1" * 40])
-    args = dict(allocation_set_hash="e" * 64, policy_hash=PHASH, pool_total=100, message="m", signer="0x" + "1" * 40, signature="0xsig")
+    store.enter_review(KEY, POLICY_TEXT, PHASH, ["0x" + "1" * 40])
+    args = dict(allocation_set_hash="e" * 64, policy_hash=PHASH, pool_total=100, message="m", signer="0x" + "1" * 40, signature=SIG)
     store.record_approval(KEY, **args)
     with pytest.raises(LedgerError, match="already approved"):
         store.record_approval(KEY, **args)

@@ -25,6 +25,7 @@ def org_policy(org) -> Policy:
         "version": 1, "epoch": {"anchor": org.week_start.date().isoformat()}, "sources": org.policy_sources(),
         "weights": {"github:pr_merged": 8000, "github:review_submitted": 2000, "github:issue_closed": 1000, "discord:message_sent": 500},
         "exclude": org.bot_accounts(), "pool": {"base_issuance": 10000},
+        "approvers": ["0x1111111111111111111111111111111111111111"],
     })
 
 

@@ -29,7 +29,13 @@ STRANGER_KEY = "0x" + "5d" * 32
 POLICY = parse_policy(SPEC_POLICY.replace("0x1111111111111111111111111111111111111111", address_of(APPROVER_KEY)))
 
 
-def message_event(mid: int, when: datetime, author: str, bot: bool = False) -> ActivityEvent:
+def snowflake(when: datetime, sequence: int) -> int:
+    """A real Discord snowflake for ``when`` (ids of 2026 are far above 2^53)."""
+    return ((int(when.timestamp() * 1000) - 1420070400000) << 22) | sequence
+
+
+def message_event(sequence: int, when: datetime, author: str, bot: bool = False) -> ActivityEvent:
+    mid = snowflake(when, sequence)
     return ActivityEvent(
         event_id=discord_message_event_id("81384788765712384", "381870553235193857", mid), source="discord",
         event_type="message_sent", platform_user_id=author, platform_login=f"u{author}", is_bot=bot, event_time=when,
@@ -46,8 +52,8 @@ def week(store):
         pr_event(4, START + timedelta(days=5), user_id="49699333", login="dependabot[bot]"),
         pr_event(5, START + timedelta(days=5), user_id=None, login="ghost"),
         pr_event(6, END, user_id="200", login="bob"),  # exactly at end: next epoch
-        message_event(2**60 + 1, START + timedelta(days=1), "300"),
-        message_event(2**60 + 2, START + timedelta(days=1), "999", bot=True),
+        message_event(1, START + timedelta(days=1), "300"),
+        message_event(2, START + timedelta(days=1), "999", bot=True),
     ]
     store.record_page(events, None)
     return events
@@ -119,7 +125,7 @@ def test_approve_finalize_verify(store, week):
     payouts = {p["recipient_id"]: p["amount_credits"] for p in result.bundle["payouts"]}
     assert payouts == {"discord:300": 204, "github:100": 6531, "github:200": 3265} and sum(payouts.values()) == 10000
     assert {e["event_id"] for e in result.bundle["events"]} == {
-        "github:pr:acme/widgets:1", "github:pr:acme/widgets:2", "github:pr:acme/widgets:3", discord_message_event_id("81384788765712384", "381870553235193857", 2**60 + 1)}
+        "github:pr:acme/widgets:1", "github:pr:acme/widgets:2", "github:pr:acme/widgets:3", discord_message_event_id("81384788765712384", "381870553235193857", snowflake(START + timedelta(days=1), 1))}
     again = finalize_epoch(store, KEY)
     assert not again.written and again.statement_hash == result.statement_hash
     assert verify_stored(store, KEY).ok
@@ -138,7 +144,7 @@ def test_approval_refusals_write_nothing(store, week):
     good = sign_message(state.approval_message, APPROVER_KEY)
     other_epoch_sig = sign_message(approval_message("2026-02-23", state.policy_hash, state.allocation_set_hash, state.pool_total), APPROVER_KEY)
     cases = [
-        (KEY, "0" * 64, good, "current allocation set is"),
+        (KEY, "0" * 64, good, "current allocation set"),
         (KEY, state.allocation_set_hash, sign_message(state.approval_message, STRANGER_KEY), "not an approver pinned on epoch"),
         (KEY, state.allocation_set_hash, other_epoch_sig, "not an approver pinned on epoch"),
         (KEY, state.allocation_set_hash, "0xdeadbeef", "cannot be recovered"),
@@ -166,7 +172,7 @@ def test_an_adjustment_after_approval_invalidates_it(store, week):
     state = reviewed_epoch(store)
     approve_epoch(store, KEY, state.allocation_set_hash, sign_message(state.approval_message, APPROVER_KEY), POLICY)
     store.adjust_allocation(KEY, "github:200", 9000, "reviewed the release too", actor="admin")
-    with pytest.raises(FinalizeRefused, match="no valid approval for its current allocation set"):
+    with pytest.raises(FinalizeRefused, match="no valid approval for revision 1 of its allocation set"):
         finalize_epoch(store, KEY)
     fresh = allocation_state(store, KEY, POLICY)
     approve_epoch(store, KEY, fresh.allocation_set_hash, sign_message(fresh.approval_message, APPROVER_KEY), POLICY)
@@ -210,4 +216,4 @@ def test_tampered_stored_statement_fails_verification(store, week):
     tampered = json.loads(statement_bytes(bundle))
     tampered["payouts"][0]["amount_credits"] += 1
     report = verify_file_bytes(json.dumps(tampered).encode())
-    assert not report.ok and "statement_hash" in report.mismatch
+    assert not report.ok and "payout line" in report.mismatch and "amount_credits" in report.mismatch

@@ -59,7 +59,7 @@ class AdminSequences(RuleBasedStateMachine):
         self.store.record_page([pr_event(1, START, "100", "alice"), pr_event(2, START + timedelta(days=2), "200", "bob"),
                                 pr_event(3, START + timedelta(days=3), "300", "carol"),
                                 pr_event(7, START + timedelta(days=4), "100", "alice"),
-                                message_event(2**60 + 5, START + timedelta(days=1), "300")], None)
+                                message_event(5, START + timedelta(days=1), "300")], None)
         resolve_epoch(self.store, KEY, POLICY)
         ready_for_review(self.store)
         allocate_epoch(self.store, KEY, POLICY, now=AFTER)
