@@ -213,8 +213,18 @@ def cmd_sandbox_serve(args: argparse.Namespace) -> int:
 
 
 def _load_policy(args: argparse.Namespace):
-    from credit_pipeline.stages.settings import load_policy
+    """The policy file, or None when none is named and ./policy.yaml is absent.
 
+    Epochs in review or finalized use their pinned policy; only an open epoch needs the
+    current one, and the stages say so when it is missing.
+    """
+    import os
+
+    from credit_pipeline.stages.settings import ENV_POLICY, load_policy, policy_path
+
+    explicit = getattr(args, "policy", None) or os.environ.get(ENV_POLICY)
+    if not explicit and not policy_path().is_file():
+        return None
     return load_policy(getattr(args, "policy", None))
 
 

@@ -14,8 +14,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from credit_pipeline.core.allocation import CLAIMANT, CuratedEvent, event_weight, resolve_recipient
-from credit_pipeline.core.policy import Policy, validate_policy
+from credit_pipeline.core.policy import Policy, PolicyError, validate_policy
 from credit_pipeline.ledger.store import CurationProposal, EpochRecord, LedgerStore
+from credit_pipeline.stages.settings import ENV_POLICY
 
 
 @dataclass(frozen=True)
@@ -70,15 +71,20 @@ def pinned_document(epoch: EpochRecord) -> dict | None:
     return epoch.policy  # epochs pinned before the text was kept (jsonb round-trips these exactly)
 
 
-def effective_policy(epoch: EpochRecord, current: Policy) -> Policy:
+def effective_policy(epoch: EpochRecord, current: Policy | None) -> Policy:
     """The epoch's pinned policy once it is in review; the current one while open."""
     document = pinned_document(epoch)
-    return validate_policy(document, f"pinned policy of epoch {epoch.key}") if document is not None else current
+    if document is not None:
+        return validate_policy(document, f"pinned policy of epoch {epoch.key}")
+    if current is None:
+        raise PolicyError([f"epoch {epoch.key} is open, so it follows the current policy: pass --policy FILE or set "
+                           f"{ENV_POLICY}"], "policy")
+    return current
 
 
-def effective_policy_hash(epoch: EpochRecord, current: Policy) -> str:
+def effective_policy_hash(epoch: EpochRecord, current: Policy | None) -> str:
     """The pinned hash as stored once pinned; the current policy's while open."""
-    return epoch.policy_hash if epoch.policy_hash else current.policy_hash
+    return epoch.policy_hash if epoch.policy_hash else effective_policy(epoch, current).policy_hash
 
 
 def resolve_epoch(store: LedgerStore, key: str, policy: Policy) -> ResolveReport:
