@@ -301,9 +301,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     from credit_pipeline.ledger.store import LedgerError
     from credit_pipeline.stages.export import export_statement
 
-    bundle = _store().statement(args.epoch)
-    if bundle is None:
+    rows = _store().statement_rows(args.epoch)
+    if not rows:
         raise LedgerError(f"epoch {args.epoch} has no statement yet; finalize it first (materialize payout_statements)")
+    chosen = [r for r in rows if r["revision"] == args.revision] if args.revision else rows[-1:]
+    if not chosen:
+        raise UsageError(f"epoch {args.epoch} has revisions 1 to {rows[-1]['revision']}; --revision {args.revision} is not one of them")
+    bundle = json.loads(chosen[0]["bundle"])
     data = export_statement(bundle, args.format)
     if args.output:
         with open(args.output, "wb") as handle:
@@ -491,6 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=["json", "csv", "safe-csv", "md"], default="json",
                         help="safe-csv neutralizes cells a spreadsheet would run as formulas")
     export.add_argument("--output", "-o", help="file to write (default: stdout)")
+    export.add_argument("--revision", type=int, help="an earlier statement revision (default: the latest, the one that pays)")
     export.set_defaults(func=cmd_export)
 
     adjust = sub.add_parser("adjust", help="set a recipient's final units in an epoch, with a reason")

@@ -24,10 +24,12 @@ def build_statement_asset(partitions: dg.PartitionsDefinition, upstream: dg.Asse
         ],
     )
     def payout_statements(context: dg.AssetExecutionContext, ledger: LedgerResource) -> dg.MaterializeResult:
-        """The finalize step, materialized by an admin (never by a schedule, sensor or automation): refuses
-        unless the epoch is in review and holds a valid approval for its current allocation hash; then
-        splits the pool over the final units with integer largest-remainder rounding, writes the statement
-        bundle and moves the epoch to finalized, in one transaction. Materializing it again changes nothing."""
+        """The finalize step, materialized by an admin (never by a schedule, sensor or automation): re-derives
+        the epoch's allocation set from its rows and refuses on any difference, or unless a valid approval
+        of exactly that set exists; then splits the pool over the final units with integer largest-remainder
+        rounding, verifies the bundle it built, writes it and moves the epoch to finalized, in one
+        transaction. Materializing it again changes nothing, unless a correction was recorded and approved:
+        then it writes the next revision, superseding the last (`credit-pipeline correct`)."""
         store = ledger.store()
         key = context.partition_key
         try:
@@ -43,6 +45,10 @@ def build_statement_asset(partitions: dg.PartitionsDefinition, upstream: dg.Asse
                 **ints(recipients=len(payouts), pool_total=bundle["pool"]["total"], credited_events=len(bundle["events"]),
                        total_credits=sum(p["amount_credits"] for p in payouts), approvals=len(bundle["approvals"])),
                 "statement_hash": bundle["statement_hash"],
+                "revision": bundle.get("revision", 1),
+                "supersedes": bundle.get("supersedes") or "nothing (first revision)",
+                "revision_chain": " <- ".join(r["statement_hash"] for r in reversed(store.statement_rows(key))),
+                "ledger_id": bundle.get("ledger_id") or "not named (v1 statement)",
                 "allocation_set_hash": bundle["allocation_set_hash"],
                 "policy_hash": bundle["policy_hash"],
                 "written_now": result.written,

@@ -109,6 +109,32 @@ def test_a_full_week_end_to_end(defs, instance, sandbox, org, ledger):
     assert latest_metadata(instance, "payout_statements", key)["written_now"] is False
 
 
+def test_a_week_on_a_server_in_tokyo_verifies_from_los_angeles(defs, instance, org, ledger, ledger_url):
+    """Sessions default to the database's TimeZone; nothing hashed or compared may depend on it."""
+    import sqlalchemy as sa
+
+    from credit_pipeline.ledger.store import LedgerStore
+
+    admin = sa.create_engine(ledger_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)  # a new session each time
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'ALTER DATABASE "{admin.url.database}" SET timezone TO \'Asia/Tokyo\'')
+    with admin.connect() as conn:
+        assert conn.exec_driver_sql("SHOW timezone").scalar() == "Asia/Tokyo"  # a plain session really is in Tokyo
+    admin.dispose()
+    key = org.windows[0][0].date().isoformat()
+    assert run_week(defs, instance, key).success
+    meta = latest_metadata(instance, "epoch_allocations", key)
+    assert meta["epoch_status"] == "review"
+    assert approve(defs, instance, key, meta["allocation_set_hash"], sign_message(meta["approval_message"].strip("`\n"), APPROVER_KEY)).success
+    assert dg.materialize(assets(defs, ["payout_statements"]), partition_key=key, instance=instance, resources=defs.resources).success
+    bundle = ledger.statement(key)
+    assert bundle["epoch"]["finalized_at"].endswith("Z") and all(e["event_time"].endswith("Z") for e in bundle["events"])
+    los_angeles = sa.create_engine(ledger_url, connect_args={"options": "-c timezone=America/Los_Angeles"})
+    report = verify_stored(LedgerStore(los_angeles), key)
+    los_angeles.dispose()
+    assert report.ok, report.mismatch
+
+
 def test_approval_refusals_through_the_job(defs, instance, org, ledger):
     key = org.windows[0][0].date().isoformat()
     open_key = epoch_key(datetime.now(UTC))
