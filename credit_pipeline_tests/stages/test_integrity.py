@@ -169,7 +169,7 @@ def test_a_forged_revision_insert_is_refused(store, week):
     assert [r["revision"] for r in store.statement_rows(KEY)] == [1]
 
 
-def test_a_correction_supersedes_and_both_revisions_verify(store, week, capsys, monkeypatch, ledger_url):
+def test_a_correction_supersedes_and_both_revisions_verify(store, week, capsys, monkeypatch, ledger_url, tmp_path):
     first = finalized(store)
     store.ensure_epoch("2026-02-23")
     with pytest.raises(LedgerError, match="not finalized: adjust it instead"):
@@ -196,6 +196,27 @@ def test_a_correction_supersedes_and_both_revisions_verify(store, week, capsys, 
     out = capsys.readouterr().out
     assert f"{second.statement_hash} <- {first['statement_hash']}" in out
     assert main(["verify", "--epoch", KEY]) == 0
+    old = tmp_path / "r1.json"
+    assert main(["export", "--epoch", KEY, "--revision", "1", "-o", str(old)]) == 0
+    assert old.read_bytes() == statement_bytes(first)
+    assert main(["export", "--epoch", KEY, "--revision", "3"]) == 2
+
+
+def test_a_shortfall_is_waived_from_the_command_line_and_carried_in_the_statement(store, week, monkeypatch, ledger_url, capsys):
+    resolve_epoch(store, KEY, POLICY)
+    ready_for_review(store, shortfall=2)
+    assert not allocate_epoch(store, KEY, POLICY, now=AFTER).entered_review
+    monkeypatch.setenv("CREDIT_PIPELINE_DATABASE_URL", ledger_url)
+    monkeypatch.setenv("CREDIT_PIPELINE_ACTOR", "treasurer")
+    assert main(["waive", "--epoch", KEY, "--reason", " "]) == 2
+    assert "needs a reason" in capsys.readouterr().err
+    assert main(["waive", "--epoch", KEY, "--reason", "PR 5 was deleted upstream"]) == 0
+    assert allocate_epoch(store, KEY, POLICY, now=AFTER).entered_review
+    assert main(["waive", "--epoch", KEY, "--reason", "again"]) == 2  # only an open epoch's shortfall is waived
+    approve_current(store)
+    waiver = finalize_epoch(store, KEY).bundle["completeness_waiver"]
+    assert waiver["by"] == "treasurer" and waiver["reason"] == "PR 5 was deleted upstream" and waiver["shortfall"]
+    assert verify_stored(store, KEY).ok
 
 
 def test_statements_do_not_depend_on_the_session_time_zone(store, week, ledger_url):
