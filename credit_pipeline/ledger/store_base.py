@@ -59,12 +59,8 @@ class StoreBase:
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
-        """The enclosing ``atomic()`` transaction, else a new one."""
-        current = self._active.get()
-        if current is not None:
-            yield current
-            return
-        with self.engine.begin() as conn:
+        """The enclosing ``atomic()`` transaction, else a new one (which nested store calls then share)."""
+        with self.atomic() as conn:
             yield conn
 
     @contextmanager
