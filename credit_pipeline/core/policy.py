@@ -14,10 +14,10 @@ import re
 from datetime import date
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, ValidationError, field_validator
 
 from credit_pipeline.core.canonical import canonical_hash
+from credit_pipeline.core.policy_yaml import PolicyYamlError, excerpt, load_policy_yaml
 
 WEIGHT_KEY = re.compile(r"^(github|discord):[a-z][a-z_]*$")
 REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
@@ -112,7 +112,7 @@ class Policy(_Strict):
         out = []
         for i, item in enumerate(value):
             if not isinstance(item, str) or not ADDRESS.fullmatch(item):
-                raise ValueError(f"approvers[{i}] = {item!r} is not an Ethereum address (0x followed by 40 hex digits)")
+                raise ValueError(f"approvers[{i}] = {excerpt(item)} is not an Ethereum address (0x followed by 40 hex digits)")
             address = item.lower()  # EIP-55 case is only a checksum: 0xAB.. and 0xab.. are one wallet
             if address in out:
                 raise ValueError(f"approvers[{i}] = {item!r} repeats approvers[{out.index(address)}]; list each approver once")
@@ -150,9 +150,12 @@ def _explain(error: dict[str, Any]) -> str:
         return f"{loc.removesuffix('.[key]')}: weight keys look like source:event_type, source github or discord (for example github:pr_merged)"
     if kind in ("int_type", "int_from_float", "int_parsing") or isinstance(value, bool):
         unit = {"weights": " of milli-units; write 8500 for 8.5 units", "pool": " of credits"}.get(loc.split(".")[0], "")
-        return f"{loc}: must be a whole number{unit} (got {value!r})"
+        hint = ""
+        if isinstance(value, str) and re.fullmatch(r"[-+0-9._:xXoObBeE]+", value.strip()):
+            hint = "; only plain decimal integers are numbers in a policy (write 10, not 010, 0x10, 1_000 or 1:30)"
+        return f"{loc}: must be a whole number{unit} (got {excerpt(value)}){hint}"
     if kind == "greater_than_equal":
-        return f"{loc}: must be >= 0 (got {value!r})"
+        return f"{loc}: must be >= 0 (got {excerpt(value)})"
     if kind == "less_than_equal":
         bound = ("10**12 milli-units (MAX_WEIGHT), so the sum of millions of events fits a bigint" if loc.startswith("weights")
                  else "10**60 credits (MAX_POOL_AMOUNT), so payouts fit the ledger's numeric(78,0)")
@@ -160,7 +163,7 @@ def _explain(error: dict[str, Any]) -> str:
     message = error["msg"].removeprefix("Value error, ")
     if kind == "value_error":  # our own validators already name the value
         return f"{loc}: {message}"
-    return f"{loc}: {message} (got {value!r})"
+    return f"{loc}: {message} (got {excerpt(value)})"
 
 
 def policy_hash_of(document: dict[str, Any]) -> str:
@@ -185,7 +188,7 @@ def validate_policy(document: Any, source: str = "policy") -> Policy:
 def parse_policy(text: str, source: str = "policy") -> Policy:
     """Parse policy YAML text and validate it."""
     try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise PolicyError([f"not valid YAML: {exc}"], source) from None
+        document = load_policy_yaml(text)
+    except PolicyYamlError as exc:
+        raise PolicyError([str(exc)], source) from None
     return validate_policy(document, source)
