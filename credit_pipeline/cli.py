@@ -420,6 +420,7 @@ def _identity_args(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="credit-pipeline", description="Transparent weekly contributor payouts on Dagster.")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     db = sub.add_parser("db", help="ledger database: upgrade, status").add_subparsers(dest="db_command", required=True)
@@ -553,21 +554,65 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _redact(text: str) -> str:
+    """Hide the password of any URL in a message."""
+    import re
+
+    return re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", text)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return _redact(text.splitlines()[0] if text else type(exc).__name__)
+
+
+def _database_hint() -> str:
+    import os
+
+    from credit_pipeline.ledger.engine import ENV_DATABASE_URL
+
+    try:
+        where = resolve_database().describe() if os.environ.get(ENV_DATABASE_URL) else "the embedded server"
+    except Exception:  # the URL itself is unusable; say so without it
+        where = "the configured database"
+    return (f"the ledger database ({_redact(where)}) does not answer; check CREDIT_PIPELINE_DATABASE_URL "
+            "(credit-pipeline db status), or unset it to use the embedded server")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. Every refusal is exit 2 with one message naming the fix; exit 1 is only a failed check."""
+    import traceback
+
+    import sqlalchemy as sa
+
     from credit_pipeline.ledger.store import LedgerError
 
     args = build_parser().parse_args(argv)
+
+    def refuse(message: str) -> int:
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {message}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
     try:
         return args.func(args)
     except CheckFailed as exc:
         print(f"FAIL: {exc}", file=sys.stderr)
         return EXIT_CHECK_FAILED
     except (PolicyError, EpochKeyError, LedgerError, MigrationError, DatabaseConfigError, SourceError, UsageError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return refuse(_redact(str(exc)))
+    except sa.exc.OperationalError as exc:
+        return refuse(f"{_database_hint()} ({_first_line(exc)})")
+    except sa.exc.DBAPIError as exc:  # a trigger or constraint said no: nothing was written
+        return refuse(f"the ledger refused this, nothing was written: {_first_line(exc)}")
+    except (ValueError, OverflowError) as exc:
+        return refuse(_first_line(exc))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug: still one line, and the traceback on request
+        return refuse(f"unexpected {type(exc).__name__}: {_first_line(exc)} (run again with --debug for the traceback)")
 
 
 if __name__ == "__main__":

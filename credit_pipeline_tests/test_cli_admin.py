@@ -108,3 +108,48 @@ def test_curate_pool_and_simulate(env, store, tmp_path, capsys):
     # github:200's only PR was excluded: the stored allocation was re-derived with it, and so is the simulation.
     assert "github:200" not in rows and all(a["recipient_id"] != "github:200" for a in store.allocations(KEY))
     assert sum(r["simulated_credits"] for r in rows.values()) == 10000
+
+
+BAD_INPUTS = [
+    (["approve", "--epoch", "2026-03-02", "--print-message"], "does not exist"),
+    (["approve", "--epoch", "2026-W08-1", "--print-message"], "YYYY-MM-DD"),
+    (["approve", "--epoch", "2026-02-17", "--print-message"], "Tuesday"),
+    (["approve", "--epoch", KEY, "--hash", "abc", "--signature", "0x" + "ab" * 65], "64 hex digits"),
+    (["approve", "--epoch", KEY, "--hash", "0" * 64, "--signature", "0xdead"], "65 bytes"),
+    (["identity", "bind", "github", "12a", "alice"], "numeric user id"),
+    (["identity", "bind", "github", "", "alice"], "numeric user id"),
+    (["identity", "bind", "github", "12", "Alice"], "person id"),
+    (["identity", "bind", "github", "12", "alice\nbob:5"], "person id"),
+    (["adjust", "--epoch", KEY, "--recipient", "github:200", "--units", "1" + "0" * 20, "--reason", "x"], "2^63-1"),
+    (["adjust", "--epoch", KEY, "--recipient", "x\ny:1", "--units", "5", "--reason", "x"], "recipient id"),
+    (["curate", "--event", "github:pr:acme/widgets:3", "--weight", "1" + "0" * 20], "10^12"),
+    (["pool", "add", "--epoch", KEY, "--component", "top_up", "--amount", "1" + "0" * 81], "10^60"),
+    (["pool", "add", "--epoch", "9999-12-27", "--component", "top_up", "--amount", "5"], "does not exist"),
+    (["verify", "--epoch", "2026-02-23"], "no statement"),
+    (["correct", "--epoch", KEY, "--recipient", "github:200", "--units", "5", "--reason", "x"], "not finalized"),
+    (["waive", "--epoch", KEY, "--reason", "x"], "a waiver only matters before"),
+    (["export", "--epoch", KEY], "no statement yet"),
+]
+
+
+@pytest.mark.parametrize("argv, named", BAD_INPUTS, ids=[" ".join(a[:3]) + f"-{i}" for i, (a, _) in enumerate(BAD_INPUTS)])
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(env, store, capsys, argv, named):
+    from credit_pipeline_tests.stages.test_integrity_stateful import ledger_digest
+
+    before = ledger_digest(store)
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    assert named in err, err
+    assert ledger_digest(store) == before
+
+
+def test_a_database_that_does_not_answer_is_one_line_without_the_password(monkeypatch, capsys):
+    monkeypatch.setenv("CREDIT_PIPELINE_DATABASE_URL", "postgresql://auditor:s3cret-pw@127.0.0.1:1/ledger")
+    assert main(["epochs"]) == 2
+    err = capsys.readouterr().err
+    assert "does not answer" in err and "s3cret-pw" not in err and err.count("\n") == 1
+    monkeypatch.setenv("CREDIT_PIPELINE_DATABASE_URL", "postgresql+nope://auditor:s3cret-pw@")
+    assert main(["epochs"]) == 2
+    assert "s3cret-pw" not in capsys.readouterr().err

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
@@ -52,7 +53,8 @@ def normalize_url(url: str) -> str:
     try:
         parsed = make_url(url)
     except Exception:
-        raise DatabaseConfigError(f"{ENV_DATABASE_URL}={url!r} is not a database URL (expected postgresql://user@host:5432/dbname)") from None
+        shown = re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", url)  # never echo a password
+        raise DatabaseConfigError(f"{ENV_DATABASE_URL}={shown!r} is not a database URL (expected postgresql://user@host:5432/dbname)") from None
     backend = parsed.get_backend_name()
     if backend not in ("postgresql", "postgres"):
         raise DatabaseConfigError(f"{ENV_DATABASE_URL} uses {backend!r}; credit_pipeline needs PostgreSQL (postgresql://user@host:5432/dbname)")

@@ -10,12 +10,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from credit_pipeline.core.policy import MAX_POOL_AMOUNT, POOL_COMPONENTS, Policy
+from credit_pipeline.core.policy import MAX_POOL_AMOUNT, MAX_WEIGHT, POOL_COMPONENTS, Policy
 from credit_pipeline.core.recipients import RecipientIdError, check_person_id, check_recipient_id
 from credit_pipeline.ledger.store import EpochStateError, LedgerError, LedgerStore
 from credit_pipeline.stages.derive import rederive_epoch
 
 PROVIDERS = ("github", "discord")
+MAX_UNITS = 2**63 - 1  # the ledger's bigint columns
+
+
+def _units(value: int | None, what: str) -> int | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_UNITS):
+        raise LedgerError(f"{what} must be a whole number of milli-units from 0 to 2^63-1 (got {str(value)[:24]})")
+    return value
 
 
 def _recipient(value: str) -> str:
@@ -51,6 +58,8 @@ def _existing_epoch(store: LedgerStore, key: str):
 def curate_event(store: LedgerStore, event_id: str, policy: Policy, *, actor: str, included: bool | None = None,
                  weight_override: int | None = None, clear_override: bool = False, note: str | None = None) -> str:
     """Exclude/include an event, override its weight or note it; returns its epoch (re-derived)."""
+    if weight_override is not None and (isinstance(weight_override, bool) or not 0 <= weight_override <= MAX_WEIGHT):
+        raise LedgerError(f"weight override must be a whole number of milli-units from 0 to 10^12 (got {str(weight_override)[:24]})")
     with store.atomic():
         key = store.curation_epoch(event_id)
         if key is None:
@@ -66,7 +75,7 @@ def curate_event(store: LedgerStore, event_id: str, policy: Policy, *, actor: st
 def adjust_recipient(store: LedgerStore, key: str, recipient_id: str, units: int | None, reason: str | None,
                      policy: Policy, *, actor: str) -> None:
     """Set (or clear) a recipient's final units with a reason, and re-derive the epoch."""
-    rid = _recipient(recipient_id)
+    rid, units = _recipient(recipient_id), _units(units, "final units")
     with store.atomic():
         _existing_epoch(store, key)
         store.adjust_allocation(key, rid, units, reason, actor)
@@ -130,6 +139,6 @@ def waive_shortfall(store: LedgerStore, key: str, reason: str, *, actor: str) ->
 
 def correct_recipient(store: LedgerStore, key: str, recipient_id: str, units: int, reason: str, *, actor: str) -> int:
     """Record a correction of a finalized epoch for its next statement revision; returns that revision."""
-    rid = _recipient(recipient_id)
+    rid, units = _recipient(recipient_id), _units(units, "corrected final units")
     _existing_epoch(store, key)
     return store.add_correction(key, rid, units, reason, actor)
