@@ -16,7 +16,11 @@ from typing import Any
 from credit_pipeline.core.epochs import epoch_key, window_for_key
 from credit_pipeline.core.statement import iso_utc
 from credit_pipeline.ledger.store import CursorAdvance, LedgerStore, PageWrite
-from credit_pipeline.sources.base import Page, Source
+from credit_pipeline.sources.base import Page, Source, SourceError
+
+class FutureEpoch(SourceError):
+    """Collection of a week that has not begun (refused: nothing is written, no cursor moves)."""
+
 
 EVENT_TYPE_OF_STREAM = {"pull_requests": "pr_merged", "reviews": "review_submitted", "issues": "issue_closed", "messages": "message_sent"}
 
@@ -65,6 +69,10 @@ def collect_epoch(store: LedgerStore, source: Source, key: str, *, now: datetime
                   on_page: ProgressCallback | None = None) -> CollectReport:
     """Collect ``source`` for epoch ``key``; ``full`` defaults to whether the window has closed."""
     start, end = window_for_key(key)
+    if now < start:
+        # Nothing can have happened yet, and a pass would move the stream's cursor to today's newest item,
+        # so the open week's next incremental pass would skip what came before it.
+        raise FutureEpoch(f"epoch {key} starts {iso_utc(start)}, after now ({iso_utc(now)}); collect it once it has begun")
     closed = now >= end
     full = closed if full is None else full
     store.ensure_epoch(key)

@@ -196,3 +196,15 @@ def test_issue_credit_can_go_to_the_closer(store, sandbox, org, policy):
     assert expected.closer_id and expected.closer_id != expected.platform_user_id
     assert stored["platform_user_id"] == expected.closer_id and stored["platform_login"] == expected.closer_login
     assert stored["metadata"]["author_id"] == expected.platform_user_id and stored["metadata"]["credited"] == "closer"
+
+
+def test_a_week_that_has_not_begun_is_refused_before_any_request(store, sandbox, org, make_source):
+    from credit_pipeline.stages.collect import FutureEpoch, collect_epoch
+
+    for name in ("github", "discord"):
+        source = make_source(name)
+        key = org.windows[-1][0].date().isoformat()
+        sandbox.log.reset()
+        with pytest.raises(FutureEpoch, match="collect it once it has begun"):
+            collect_epoch(store, source, key, now=org.windows[0][0] - timedelta(days=1))
+        assert store.list_cursors() == [] and len(sandbox.log) == 0
