@@ -1,5 +1,8 @@
 """The ledger store: one object whose public methods are each one transaction.
 
+``LedgerStore.atomic()`` groups several of them into one (an admin write and the
+re-derivation it needs commit together or not at all).
+
 Writes are batched (multi-row ``INSERT ... ON CONFLICT``), never row by row. The
 database enforces the invariants (append-only, freeze, unique keys); the methods
 check again first so a user sees a message that names the thing to fix. The
