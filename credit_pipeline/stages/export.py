@@ -7,15 +7,10 @@ import io
 from typing import Any
 
 from credit_pipeline.core.statement import statement_bytes
+from credit_pipeline.stages.escaping import markdown_cell, spreadsheet_cell
 
 FORMATS = ("json", "csv", "safe-csv", "md")
 PAYOUT_COLUMNS = ("recipient_id", "total_units", "share", "amount_credits")
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _spreadsheet_safe(value: Any) -> Any:
-    """Neutralize a cell a spreadsheet would run as a formula (CSV injection): prefix it with '."""
-    return "'" + value if isinstance(value, str) and value.startswith(_FORMULA_START) else value
 
 
 def export_statement(bundle: dict[str, Any], fmt: str) -> bytes:
@@ -28,7 +23,7 @@ def export_statement(bundle: dict[str, Any], fmt: str) -> bytes:
         writer.writerow(["epoch", *PAYOUT_COLUMNS, "statement_hash"])
         for line in bundle["payouts"]:
             row = [bundle["epoch"]["key"], *(line[c] for c in PAYOUT_COLUMNS), bundle["statement_hash"]]
-            writer.writerow([_spreadsheet_safe(v) for v in row] if fmt == "safe-csv" else row)
+            writer.writerow([spreadsheet_cell(v) for v in row] if fmt == "safe-csv" else row)
         return out.getvalue().encode("utf-8")
     if fmt == "md":
         return markdown_report(bundle).encode("utf-8")
@@ -36,6 +31,8 @@ def export_statement(bundle: dict[str, Any], fmt: str) -> bytes:
 
 
 def markdown_report(bundle: dict[str, Any]) -> str:
+    """The statement as Markdown for people; every value from outside is escaped."""
+    m = markdown_cell
     epoch = bundle["epoch"]
     components = ", ".join(f"{c['component_id']} {c['amount']}" for c in bundle["pool"]["components"])
     lines = [
@@ -47,17 +44,19 @@ def markdown_report(bundle: dict[str, Any]) -> str:
         "",
         "| recipient | units | share | credits |",
         "|---|---:|---:|---:|",
-        *(f"| {p['recipient_id']} | {p['total_units']} | {p['share']} | {p['amount_credits']} |" for p in bundle["payouts"]),
+        *(f"| {m(p['recipient_id'])} | {p['total_units']} | {p['share']} | {p['amount_credits']} |" for p in bundle["payouts"]),
         "",
     ]
     adjusted = [a for a in bundle["allocations"] if a["final_units"] != a["proposed_units"]]
     if adjusted:
-        lines += ["Adjustments:", "", *(f"- {a['recipient_id']}: {a['proposed_units']} → {a['final_units']} ({a['reason']})" for a in adjusted), ""]
+        lines += ["Adjustments:", "", *(f"- {m(a['recipient_id'])}: {a['proposed_units']} → {a['final_units']} ({m(a['reason'])})" for a in adjusted), ""]
     lines += [
         "Approved by " + ", ".join(f"`{a['signer']}` at {a['approved_at']}" for a in bundle["approvals"]) + ".",
         "",
         f"Allocation set hash `{bundle['allocation_set_hash']}`; statement hash `{bundle['statement_hash']}`.",
-        "Recompute it: `credit-pipeline export --epoch KEY --format json > s.json && credit-pipeline verify s.json`.",
+        f"Revision {bundle.get('revision', 1)}" + (f", superseding `{bundle['supersedes']}`." if bundle.get("supersedes") else "."),
+        f"Recompute it: `credit-pipeline export --epoch {epoch['key']} --format json -o s.json && credit-pipeline verify s.json "
+        + " ".join(f"--expect-approver {a['signer']}" for a in bundle["approvals"]) + "`.",
         "",
     ]
     return "\n".join(lines)
