@@ -87,8 +87,11 @@ def effective_policy_hash(epoch: EpochRecord, current: Policy | None) -> str:
     return epoch.policy_hash if epoch.policy_hash else effective_policy(epoch, current).policy_hash
 
 
-def resolve_epoch(store: LedgerStore, key: str, policy: Policy) -> ResolveReport:
-    """Curate the window's events into epoch ``key`` with their current resolution."""
+def resolve_epoch(store: LedgerStore, key: str, policy: Policy, *, summarize: bool = True) -> ResolveReport:
+    """Curate the window's events into epoch ``key`` with their current resolution.
+
+    ``summarize=False`` skips the counts for people (re-derivation after an admin write needs none).
+    """
     epoch = store.ensure_epoch(key)
     report = ResolveReport(epoch_key=key, status=epoch.status)
     events = store.events_between(epoch.start, epoch.end)
@@ -106,7 +109,8 @@ def resolve_epoch(store: LedgerStore, key: str, policy: Policy) -> ResolveReport
                                   is_bot=e["is_bot"], bindings=bindings, policy=rules)
             proposals.append(CurationProposal(e["event_id"], r.recipient_id, r.resolution))
         report.written = store.curate(key, proposals)
-    summarize_curation(store, key, effective_policy(epoch, policy), report)
+    if summarize:
+        summarize_curation(store, key, effective_policy(epoch, policy), report)
     return report
 
 
