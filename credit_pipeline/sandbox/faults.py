@@ -21,6 +21,11 @@ Kinds and what the client sees:
 - ``malformed_item``: the real response with one item's ``field`` (dotted path) set to ``value`` or deleted.
 - ``drop_connection``: the socket is closed without a response.
 - ``delay``: the real response after ``delay`` seconds.
+- ``truncated_body``: the real response (status and headers) with its body cut after ``keep`` of its
+  bytes, mid-JSON, and a ``Content-Length`` that matches the cut body (a proxy that lost the tail).
+  The servers' dispatch (``http_base``) does not know this kind yet: call
+  ``serve_truncated_bodies(sandbox)`` once after ``start_sandbox``; without it the kind degrades to a
+  502 (never to a 200 with a wrong body).
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ class FaultKind(str, Enum):
     MALFORMED_ITEM = "malformed_item"
     DROP_CONNECTION = "drop_connection"
     DELAY = "delay"
+    TRUNCATED_BODY = "truncated_body"
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,7 @@ class Fault:
     delete: bool = False
     index: int = 0
     delay: float = 0.0
+    keep: float = 0.5
 
     @classmethod
     def github_secondary_limit(cls, retry_after: float | None = 1) -> "Fault":
@@ -108,6 +115,13 @@ class Fault:
     @classmethod
     def slow(cls, seconds: float) -> "Fault":
         return cls(FaultKind.DELAY, delay=seconds)
+
+    @classmethod
+    def truncated_body(cls, keep: float = 0.5) -> "Fault":
+        """The real status and headers, the body cut after ``keep`` (0..1) of its bytes: invalid JSON."""
+        if not 0 <= keep < 1:
+            raise ValueError("keep is the fraction of the body kept, in [0, 1)")
+        return cls(FaultKind.TRUNCATED_BODY, keep=keep)
 
 
 QueryMatcher = dict[str, str] | Callable[[dict[str, str]], bool] | None
@@ -250,3 +264,40 @@ def corrupt_payload(payload: Any, fault: Fault) -> Any:
     if isinstance(single, dict):
         return _set_path(single, parts, fault)
     return payload
+
+
+def truncate_body(data: bytes, fault: Fault) -> bytes:
+    """``data`` cut after ``fault.keep`` of its bytes (at least one byte short, at least one kept when
+    there are two): a JSON object or array cut anywhere before its end never parses."""
+    if len(data) <= 1:
+        return b""
+    cut = min(len(data) - 1, max(1, int(len(data) * fault.keep)))
+    return data[:cut]
+
+
+def serve_truncated_bodies(sandbox: Any) -> None:
+    """Teach a running sandbox's two apps to answer ``truncated_body`` faults (idempotent).
+
+    The generic dispatch sends every kind it does not know to the app's ``fault_response``; this wraps
+    that method (on the app instances only) so a ``truncated_body`` fault answers the real response with
+    its encoded body cut. Another kind is passed through unchanged."""
+    from credit_pipeline.sandbox.http_base import App, Response  # http_base imports this module
+
+    for app in (sandbox.github.app, sandbox.discord.app):
+        if getattr(app, "_serves_truncated_bodies", False):
+            continue
+        original = app.fault_response
+
+        def fault_response(fault: Fault, request: Any, _app: Any = app, _original: Any = original) -> Any:
+            if fault.kind is not FaultKind.TRUNCATED_BODY:
+                return _original(fault, request)
+            try:
+                response = _app.handle(request)
+            except Exception as exc:  # as the dispatch does: a sandbox bug is a 500
+                return Response(500, {"message": f"sandbox error: {type(exc).__name__}: {exc}"})
+            # The plain JSON bytes (the app's own encode runs again on the cut body: ETag, 304, ...).
+            response.raw = truncate_body(App.encode(_app, request, response), fault)
+            return response
+
+        app.fault_response = fault_response
+        app._serves_truncated_bodies = True

@@ -201,3 +201,34 @@ def test_rule_matching_by_method_query_and_occurrence(sandbox) -> None:
     with pytest.raises(ValueError):
         FaultRule(Fault.drop_connection(), nth=0)
     assert len(sandbox.log.faults()) == 3
+
+
+def test_truncated_body_keeps_status_and_headers_and_cuts_the_json(sandbox, org) -> None:
+    from credit_pipeline.sandbox.faults import serve_truncated_bodies, truncate_body
+
+    if not getattr(sandbox.github.app, "_serves_truncated_bodies", False):  # the module's sandbox, not taught yet
+        sandbox.faults.add(Fault.truncated_body(keep=0.5), path=r"/pulls$", nth=1)
+        assert gh_get(sandbox, state="closed").status_code == 502  # never a 200 with a wrong body
+        sandbox.log.reset()
+    serve_truncated_bodies(sandbox)
+    serve_truncated_bodies(sandbox)  # idempotent
+    channel = f"/channels/{org.allow_listed_channels[0].id}/messages"
+    sandbox.faults.add(Fault.truncated_body(keep=0.5), path=r"/pulls$", nth=1)
+    sandbox.faults.add(Fault.truncated_body(keep=0.3), server="discord", path=r"/messages$", nth=1)
+    cut, whole = gh_get(sandbox, state="closed"), gh_get(sandbox, state="closed")
+    dc_cut, dc_whole = dc_get(sandbox, channel, limit=100), dc_get(sandbox, channel, limit=100)
+    for short, full, keep in ((cut, whole, 0.5), (dc_cut, dc_whole, 0.3)):
+        assert short.status_code == full.status_code == 200
+        assert short.headers["Content-Type"] == full.headers["Content-Type"]
+        assert int(short.headers["Content-Length"]) == len(short.content) == int(len(full.content) * keep)
+        assert full.content.startswith(short.content)
+        with pytest.raises(ValueError):
+            short.json()
+    assert cut.headers["Link"] == whole.headers["Link"] and "x-ratelimit-remaining" in cut.headers
+    assert [r.fault for r in sandbox.log.records()][-4:] == ["truncated_body", None, "truncated_body", None]
+    assert sandbox.log.records()[-4].status == 200
+    sandbox.faults.add(Fault.server_error(503), path=r"/pulls$", nth=1)  # other kinds still answer as before
+    assert gh_get(sandbox).status_code == 503
+    with pytest.raises(ValueError):
+        Fault.truncated_body(keep=1)
+    assert truncate_body(b"", Fault.truncated_body()) == b"" and truncate_body(b"[]", Fault.truncated_body(0)) == b"["
