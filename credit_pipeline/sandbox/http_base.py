@@ -112,7 +112,10 @@ class App:
             return response.raw
         if response.status in (204, 304):
             return b""
-        return json.dumps(response.payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        try:
+            return json.dumps(response.payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: JSON can carry it only as a \uXXXX escape, as a real API would
+            return json.dumps(response.payload, separators=(",", ":"), ensure_ascii=True).encode("ascii")
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -13,6 +13,7 @@ Cursor (per channel): ``{"last_id": "<snowflake>"}``, the newest message stored.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
@@ -25,6 +26,7 @@ from discord.utils import time_snowflake
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from credit_pipeline.core.events import ActivityEvent
+from credit_pipeline.core.storable import bounded
 from credit_pipeline.sources.base import (
     MalformedItem,
     Page,
@@ -44,6 +46,22 @@ PRODUCER_VERSION = "1"
 DEFAULT_API_URL = "https://discord.com/api/v10"
 PAGE = 100
 TRANSIENT = (aiohttp.ClientConnectionError, asyncio.TimeoutError, discord.DiscordServerError)
+
+
+def _lenient_json(text: str) -> Any:
+    """discord.py's JSON reader (orjson when installed) refuses ``NaN`` and lone surrogates, failing the whole
+    page on every run; the standard library's reader accepts them and ``core.storable`` then stores the item
+    losslessly. Text that is not JSON at all (a truncated body) still raises."""
+    try:
+        return _strict_from_json(text)
+    except ValueError:
+        return json.loads(text)
+
+
+# discord.http.json_or_text reads discord.utils._from_json for every response. Kept idempotent under reloads.
+_strict_from_json = getattr(discord.utils._from_json, "strict", discord.utils._from_json)
+_lenient_json.strict = _strict_from_json  # type: ignore[attr-defined]
+discord.utils._from_json = _lenient_json
 
 
 class _WaitRecorder(logging.Handler):
@@ -134,6 +152,7 @@ class DiscordSource:
 
     def _parse(self, ref: StreamRef, message: Any) -> tuple[int, DerivedColumns, dict[str, Any]]:
         """Every message of a page is read (and checked) before any is kept, so a bad one fails the whole page."""
+        message = bounded(message)
         columns = discord_message_columns(self.guild_id, ref.ref, message)
         return discord_message_id(ref.ref, message), columns, message
 

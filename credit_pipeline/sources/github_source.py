@@ -24,6 +24,7 @@ from github import Auth, Github, GithubException, GithubRetry
 from github.GithubException import BadCredentialsException, RateLimitExceededExceedsMaxWait
 
 from credit_pipeline.core.events import ActivityEvent
+from credit_pipeline.core.storable import bounded
 from credit_pipeline.sources.base import (
     MalformedItem,
     Page,
@@ -163,7 +164,7 @@ class GitHubSource:
         head: str | None = None
         for items, final in self._list_pages(ref, path, params):
             events, done = [], False
-            for item in items:
+            for item in map(bounded, items):
                 number = integer(item, "number", f"{ref}: an item")
                 what = f"{ref}#{number}"
                 updated = timestamp(item, "updated_at", what)
@@ -205,7 +206,7 @@ class GitHubSource:
             conn = _path(data, ("data", "repository", "pullRequests"), f"{ref}")
             nodes = field(conn, "nodes", f"{ref}")
             events, done = [], False
-            for pr in nodes:
+            for pr in map(bounded, nodes):
                 number = integer(pr, "number", f"{ref}: a pull request")
                 updated = timestamp(pr, "updatedAt", f"{ref}#{number}")
                 head = head or iso(updated)
@@ -227,7 +228,7 @@ class GitHubSource:
         while info.get("hasNextPage"):
             data = self._graphql(REVIEWS_OF_PULL, {"owner": owner, "name": name, "number": number, "after": info.get("endCursor")}, f"{ref}#{number} reviews")
             conn = _path(data, ("data", "repository", "pullRequest", "reviews"), f"{ref}#{number}")
-            extra += field(conn, "nodes", f"{ref}#{number}")
+            extra += map(bounded, field(conn, "nodes", f"{ref}#{number}"))
             info = conn.get("pageInfo") or {}
         return extra
 

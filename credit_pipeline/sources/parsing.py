@@ -9,7 +9,9 @@ names the item and the field.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import hashlib
+
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,6 +25,7 @@ from credit_pipeline.core.events import (
     github_pr_event_id,
     github_review_event_id,
 )
+from credit_pipeline.core.storable import is_escaped, storable_payload, storable_text, storable_value, unwrap_payload
 from credit_pipeline.sources.base import MalformedItem
 from credit_pipeline.sources.fields import field, integer, timestamp
 
@@ -47,9 +50,21 @@ class DerivedColumns:
     metadata: dict[str, Any]
 
     def event(self, payload: dict[str, Any], *, producer: str, producer_version: str, retrieved_at: datetime) -> ActivityEvent:
-        """The stored event: these columns plus the payload they came from and who fetched it when."""
-        columns = {f.name: getattr(self, f.name) for f in fields(self)}
-        return ActivityEvent(**columns, payload=payload, producer=producer, producer_version=producer_version, retrieved_at=retrieved_at)
+        """The stored event: these columns plus the payload they came from and who fetched it when.
+
+        Text PostgreSQL refuses (NUL, lone surrogates) is replaced in the columns and escaped losslessly
+        in the payload (``core.storable``), so one hostile item can never fail its page's insert.
+        """
+        return ActivityEvent(**self.storable().as_columns(), payload=storable_payload(payload), producer=producer,
+                             producer_version=producer_version, retrieved_at=retrieved_at)
+
+    def storable(self) -> DerivedColumns:
+        """These columns as the ledger stores them (see ``core.storable.storable_text``)."""
+        return replace(self, platform_login=storable_text(self.platform_login), artifact_url=storable_text(self.artifact_url, 2048),
+                       metadata=storable_value(self.metadata))
+
+    def as_columns(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 # -- GitHub ---------------------------------------------------------------------------------------
@@ -188,17 +203,22 @@ def columns_from_payload(event_id: str, payload: dict[str, Any], *, issue_credit
     Raises ``MalformedItem`` naming the event and the field otherwise.
     """
     kind, parts = _split_event_id(event_id)
-    if not isinstance(payload, dict):
-        raise MalformedItem(f"stored event {event_id}: the payload is a {type(payload).__name__}, not an object")
     try:
+        if is_escaped(payload):
+            text = payload.get("json", "")
+            if hashlib.sha256(text.encode("ascii", "replace")).hexdigest() != payload.get("sha256"):
+                raise MalformedItem(f"stored event {event_id}: the escaped payload's text does not hash to its recorded sha256")
+            payload = unwrap_payload(payload)
+        if not isinstance(payload, dict):
+            raise MalformedItem(f"stored event {event_id}: the payload is a {type(payload).__name__}, not an object")
         columns = _REDERIVE[kind](event_id, parts, payload, issue_credit)
     except MalformedItem as exc:
         if event_id in str(exc):
             raise
         raise MalformedItem(f"stored event {event_id}: {exc}") from None
-    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError, RecursionError) as exc:
         raise MalformedItem(f"stored event {event_id}: the payload does not parse ({type(exc).__name__}: {exc})") from None
-    return columns
+    return columns.storable()
 
 
 def _split_event_id(event_id: str) -> tuple[str, list[str]]:
