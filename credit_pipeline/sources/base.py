@@ -72,7 +72,7 @@ class Telemetry:
 
     def wait(self, seconds: float, reason: str) -> None:
         if seconds > 0:
-            log.warning("rate limited: waiting %.1f s (%s)", seconds, reason)
+            log.warning("waiting %.1f s (%s)", seconds, reason)
             self.waits.append(Wait(round(seconds, 3), reason))
 
     def sleep(self, seconds: float, reason: str) -> None:

@@ -45,7 +45,9 @@ PRODUCER = "credit_pipeline.sources.discord"
 PRODUCER_VERSION = "1"
 DEFAULT_API_URL = "https://discord.com/api/v10"
 PAGE = 100
-TRANSIENT = (aiohttp.ClientConnectionError, asyncio.TimeoutError, discord.DiscordServerError)
+# A body cut short (a proxy that lost the tail) reaches us as a JSONDecodeError from discord.py's reader.
+TRANSIENT = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError, discord.DiscordServerError, json.JSONDecodeError,
+             UnicodeDecodeError)
 
 
 def _lenient_json(text: str) -> Any:

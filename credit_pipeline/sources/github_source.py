@@ -15,6 +15,7 @@ its last page; pages before that record how far the pass reached.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -98,6 +99,7 @@ class GitHubSource:
         self.issue_credit = issue_credit
         self.max_wait = max_wait
         self.graphql_rate_wait = graphql_rate_wait
+        self.attempts, self.backoff = max(1, retries), backoff
         self.telemetry = Telemetry()
         retry = _recording_retry(self.telemetry, max_wait)(total=retries, backoff_factor=backoff, secondary_rate_wait=secondary_wait,
                                                            max_rate_limit_wait=max_wait, status_forcelist=list(range(500, 600)) + [429])
@@ -260,6 +262,19 @@ class GitHubSource:
             self.telemetry.sleep(wait, "GitHub primary rate limit spent: waiting for x-ratelimit-reset")
 
     def _request(self, verb: str, url: str, params: dict[str, Any] | None = None, body: Any = None, *, what: str) -> tuple[dict[str, Any], Any]:
+        """One API call. urllib3's Retry (inside PyGithub) retries statuses and resets; a 200 whose body is not
+        JSON (cut short by a proxy) is retried here, with the same backoff, then reported."""
+        for attempt in range(self.attempts):
+            try:
+                return self._request_once(verb, url, params, body, what=what)
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                if attempt == self.attempts - 1:
+                    raise SourceError(f"GitHub kept answering {what} with a body that is not JSON ({exc}) after {self.attempts} "
+                                      "attempts; run the collection again later (every full page before this one is committed)") from None
+                self.telemetry.sleep(min(self.backoff * 2 ** attempt, 8.0), f"GitHub body for {what} is not JSON (cut short?): retrying")
+        raise AssertionError("unreachable")
+
+    def _request_once(self, verb: str, url: str, params: dict[str, Any] | None, body: Any, *, what: str) -> tuple[dict[str, Any], Any]:
         self._respect_primary_limit()
         self.telemetry.count_request()
         try:
