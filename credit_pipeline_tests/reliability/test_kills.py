@@ -36,6 +36,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -362,8 +363,31 @@ KILL_POINTS = [
 assert len({p.name for p in KILL_POINTS}) == len(KILL_POINTS) >= 10
 
 
-def assert_same_as_reference(week: Week, ref: Reference, url: str) -> tuple[bytes, dict[str, Any]]:
-    """No fact lost or duplicated, cursors complete, every row the reference's; returns the statement."""
+def fact_counts(url: str, sandbox: Sandbox, window) -> dict[str, int]:
+    """Stored facts of the window counted by event_id against the sandbox's ground truth."""
+    stored = Counter(r[0] for r in rows_of(url, "SELECT event_id FROM activity_events WHERE event_time >= :s AND event_time < :e",
+                                            s=window[0], e=window[1]))
+    curated = Counter(r[0] for r in rows_of(url, "SELECT event_id FROM activity_curation"))
+    truth = set(sandbox.ground_truth(*window))
+    return {"ground_truth": len(truth), "stored": sum(stored.values()), "lost": len(truth - set(stored)),
+            "extra": len(set(stored) - truth), "duplicated": sum(n - 1 for n in stored.values() if n > 1),
+            "curated_twice": sum(n - 1 for n in curated.values() if n > 1)}
+
+
+def rows_of(url: str, query: str, **params) -> list[tuple]:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return rows(conn, query, **params)
+    finally:
+        engine.dispose()
+
+
+def assert_same_as_reference(week: Week, ref: Reference, url: str) -> tuple[bytes, dict[str, Any], dict[str, int]]:
+    """No fact lost or duplicated, cursors complete, every row the reference's; returns the statement and the counts."""
+    facts = fact_counts(url, week.sandbox, week.window)
+    assert (facts["lost"], facts["extra"], facts["duplicated"], facts["curated_twice"]) == (0, 0, 0, 0), facts
+    assert facts["stored"] == facts["ground_truth"]
     view = ledger_view(url, week.key)
     ref_ids, ids = [e[0] for e in ref.view["events"]], [e[0] for e in view["events"]]
     assert len(ids) == len(set(ids)), "an event id is stored twice"
@@ -397,7 +421,7 @@ def assert_same_as_reference(week: Week, ref: Reference, url: str) -> tuple[byte
     data, bundle = statement_of(url, week.key)
     assert data is not None and export_statement(bundle, "json") == data, "export --format json differs from the stored bytes"
     assert verify_file_bytes(data).ok
-    return data, bundle
+    return data, bundle, facts
 
 
 @dataclass
@@ -411,6 +435,7 @@ class KilledRun:
     facts_after_kill: int
     data: bytes
     bundle: dict[str, Any]
+    facts: dict[str, int]
 
 
 def run_killed(week: Week, ref: Reference, point: KillPoint, url: str) -> KilledRun:
@@ -429,8 +454,8 @@ def run_killed(week: Week, ref: Reference, point: KillPoint, url: str) -> Killed
     assert facts_after_kill == facts_before + sum(p["new"] for p in killed.trace), "an uncommitted page is visible after the kill"
     committed, _ = statement_of(url, week.key)
     reruns = [run_ok(week, url, ",".join(STEPS[armed:]))]  # the killed step again, unarmed, then every later one
-    data, bundle = assert_same_as_reference(week, ref, url)
-    return KilledRun(point, occurrence, killed, reruns, committed, facts_before, facts_after_kill, data, bundle)
+    data, bundle, facts = assert_same_as_reference(week, ref, url)
+    return KilledRun(point, occurrence, killed, reruns, committed, facts_before, facts_after_kill, data, bundle, facts)
 
 
 RESULTS: dict[str, dict[str, Any]] = {}
@@ -448,12 +473,20 @@ def test_sigkill_loses_nothing_and_reproduces_the_statement(week: Week, referenc
     # Every byte is the reference's once the database-clock stamps are the reference's (see the module docstring).
     assert statement_bytes(with_clock_of(run.bundle, reference.bundle)) == reference.bytes
     RESULTS[point.name] = {"step": point.step, "occurrence": run.occurrence, "phase": point.phase, "kills": 1,
-                           "facts_lost": 0, "facts_duplicated": 0, "raw_bytes_identical": run.data == reference.bytes,
+                           "facts_lost": run.facts["lost"], "facts_duplicated": run.facts["duplicated"], "raw_bytes_identical": run.data == reference.bytes,
                            "bytes_identical_modulo_db_clock": True, "statement_committed_before_kill": run.committed_before_kill is not None,
                            "seconds": round(run.killed.seconds + sum(c.seconds for c in run.reruns), 1)}
     print(f"\n[{scale}] {point.name}: killed at {point.target} #{run.occurrence} {point.phase} ({point.what}); "
           f"facts {run.facts_before} -> {run.facts_after_kill} at the kill -> {len(reference.view['events'])}; "
           f"raw bytes identical: {run.data == reference.bytes}")
+
+
+def test_an_unreached_kill_point_fails_the_run(week: Week, reference: Reference):
+    """The harness itself: a kill point the step never reaches makes run_killed fail, not pass silently."""
+    never = KillPoint("never", "finalize", "credit_pipeline.stages.finalize:_build_for_finalize", 2, "before", "a second build: never")
+    with week.new_database(template=None if FROM_SCRATCH else reference.snapshots["finalize"]) as url:
+        with pytest.raises(AssertionError, match="never reached"):
+            run_killed(week, reference, never, url)
 
 
 @pytest.mark.xfail(strict=True, reason="production stamps issued_at, epoch.finalized_at (PayoutStore.finalize: SELECT now()) and "
@@ -464,9 +497,17 @@ def test_statement_bytes_reproducible_across_runs(week: Week, reference: Referen
     reference's exact bytes. Every kill test depends on this for raw byte identity."""
     with week.new_database(template=None if FROM_SCRATCH else reference.snapshots["approve"]) as url:
         run_ok(week, url, ",".join(STEPS if FROM_SCRATCH else STEPS[STEPS.index("approve"):]))
-        data, bundle = assert_same_as_reference(week, reference, url)
+        data, bundle, _ = assert_same_as_reference(week, reference, url)
     assert statement_bytes(with_clock_of(bundle, reference.bundle)) == reference.bytes  # everything else is identical
-    assert data == reference.bytes
+    assert data == reference.bytes, f"fields that differ: {differing_paths(json.loads(data), reference.bundle)}"
+
+
+def differing_paths(a: Any, b: Any, path: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [p for k in sorted(set(a) | set(b)) for p in differing_paths(a.get(k), b.get(k), f"{path}.{k}" if path else k)]
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [p for i, (x, y) in enumerate(zip(a, b)) for p in differing_paths(x, y, f"{path}[{i}]")]
+    return [] if a == b else [path]
 
 
 def test_kill_summary(scale: str):
