@@ -64,7 +64,7 @@ def curate_event(store: LedgerStore, event_id: str, policy: Policy, *, actor: st
         key = store.curation_epoch(event_id)
         if key is None:
             raise LedgerError(f"event {event_id} is not curated into any epoch yet; run resolution for its epoch first")
-        if _existing_epoch(store, key).status == "finalized":
+        if store.lock_epoch(key).status == "finalized":  # the epoch lock first: every writer of its rows takes it
             raise EpochStateError(f"epoch {key} is finalized; its curation is frozen (record a correction instead)")
         store.set_curation(event_id, actor=actor, included=included, weight_override=weight_override,
                            clear_override=clear_override, note=note)
@@ -78,6 +78,7 @@ def adjust_recipient(store: LedgerStore, key: str, recipient_id: str, units: int
     rid, units = _recipient(recipient_id), _units(units, "final units")
     with store.atomic():
         _existing_epoch(store, key)
+        store.lock_epoch(key)
         store.adjust_allocation(key, rid, units, reason, actor)
         rederive_epoch(store, key, policy)
 
@@ -90,14 +91,15 @@ def add_pool(store: LedgerStore, key: str, component: str, amount: int, *, actor
     if isinstance(amount, bool) or not isinstance(amount, int) or not 0 <= amount <= MAX_POOL_AMOUNT:
         raise LedgerError(f"pool amount must be a whole number of credits from 0 to 10^60 (got {amount!r})")
     with store.atomic():
-        if _existing_epoch(store, key).status == "finalized":
+        _existing_epoch(store, key)
+        if store.lock_epoch(key).status == "finalized":
             raise EpochStateError(f"epoch {key} is finalized; its pool is frozen")
         return store.add_pool_component(key, component, amount, algorithm_version="manual-v1",
                                         inputs={"note": note} if note else {}, evidence_ref=evidence, actor=actor)
 
 
 def _rederive_accounts(store: LedgerStore, accounts: list[tuple[str, str]], policy: Policy) -> list[str]:
-    keys = store.epochs_holding_accounts(accounts)
+    keys = sorted(store.epochs_holding_accounts(accounts))  # one lock order for every multi-epoch write
     for key in keys:
         rederive_epoch(store, key, policy)
     return keys

@@ -132,7 +132,8 @@ def allocate_epoch(store: LedgerStore, key: str, policy: Policy, now: datetime) 
     entered = False
     blockers: list[str] = []
     with store.atomic():
-        epoch = store.ensure_epoch(key)
+        store.ensure_epoch(key)
+        epoch = store.lock_epoch(key)  # every writer of the epoch's rows takes this first: no deadlock, no lost update
         rules = effective_policy(epoch, policy)
         if epoch.status != "finalized":
             proposals = propose_allocations(curated_for_allocation(store.curated_events(key)), rules.weights)

@@ -25,6 +25,7 @@ def rederive_epoch(store: LedgerStore, key: str, policy: Policy) -> bool:
     epoch = store.get_epoch(key)
     if epoch is None or epoch.status == "finalized":
         return False
+    store.lock_epoch(key)  # re-entrant in the caller's transaction; serializes with resolution and allocation passes
     resolve_epoch(store, key, policy, summarize=False)  # its counts are for people; nothing reads them here
     rules = effective_policy(epoch, policy)
     store.upsert_allocations(key, propose_allocations(map(curated_event, store.curated_events(key)), rules.weights), ALGORITHM_VERSION)

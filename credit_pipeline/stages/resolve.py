@@ -92,23 +92,28 @@ def resolve_epoch(store: LedgerStore, key: str, policy: Policy, *, summarize: bo
 
     ``summarize=False`` skips the counts for people (re-derivation after an admin write needs none).
     """
-    epoch = store.ensure_epoch(key)
-    report = ResolveReport(epoch_key=key, status=epoch.status)
-    events = store.events_between(epoch.start, epoch.end)
-    report.events_in_window = len(events)
-    already = {row["event_id"] for row in store.curated_events(key)}
-    report.late_events = sorted(e["event_id"] for e in events if e["event_id"] not in already) if epoch.status != "open" else []
-    if epoch.status != "finalized":
-        rules = effective_policy(epoch, policy)
-        bindings = store.bindings()
-        proposals = []
-        for e in events:
-            if epoch.status == "review" and e["event_id"] not in already:
-                continue  # late: recorded as a fact, never curated into a reviewed epoch
-            r = resolve_recipient(source=e["source"], platform_user_id=e["platform_user_id"], login=e["platform_login"],
-                                  is_bot=e["is_bot"], bindings=bindings, policy=rules)
-            proposals.append(CurationProposal(e["event_id"], r.recipient_id, r.resolution))
-        report.written = store.curate(key, proposals)
+    with store.atomic():
+        store.ensure_epoch(key)
+        # The epoch lock first, as every writer of the epoch's curation and allocation rows takes it: a pass
+        # and an admin write (or two passes) serialize instead of deadlocking, and the pass reads the
+        # status, curation and bindings it writes against.
+        epoch = store.lock_epoch(key)
+        report = ResolveReport(epoch_key=key, status=epoch.status)
+        events = store.events_between(epoch.start, epoch.end)
+        report.events_in_window = len(events)
+        already = {row["event_id"] for row in store.curated_events(key)}
+        report.late_events = sorted(e["event_id"] for e in events if e["event_id"] not in already) if epoch.status != "open" else []
+        if epoch.status != "finalized":
+            rules = effective_policy(epoch, policy)
+            bindings = store.bindings()
+            proposals = []
+            for e in events:
+                if epoch.status == "review" and e["event_id"] not in already:
+                    continue  # late: recorded as a fact, never curated into a reviewed epoch
+                r = resolve_recipient(source=e["source"], platform_user_id=e["platform_user_id"], login=e["platform_login"],
+                                      is_bot=e["is_bot"], bindings=bindings, policy=rules)
+                proposals.append(CurationProposal(e["event_id"], r.recipient_id, r.resolution))
+            report.written = store.curate(key, proposals)
     if summarize:
         summarize_curation(store, key, effective_policy(epoch, policy), report)
     return report
