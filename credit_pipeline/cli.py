@@ -198,7 +198,9 @@ def cmd_collect(args: argparse.Namespace) -> int:
             print(f"{len(report.late_events)} late event(s) for epochs already in review or finalized: "
                   f"{', '.join(report.late_events[:5])}{' ...' if len(report.late_events) > 5 else ''}")
         for stream, result in sorted(report.shortfalls.items()):
-            print(f"completeness shortfall: {stream}: stored {result['stored']}, source says {result['source']}", file=sys.stderr)
+            why = "".join([" (the source called its own count partial)" if result.get("incomplete") else "",
+                           f" ({result['quarantined']} unreadable item(s) quarantined)" if result.get("quarantined") else ""])
+            print(f"completeness shortfall: {stream}: stored {result['stored']}, source says {result['source']}{why}", file=sys.stderr)
     return EXIT_OK
 
 

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from credit_pipeline.core.completeness import short_streams
 from credit_pipeline.core.epochs import parse_epoch_key, window_for_key
 from credit_pipeline.ledger import tables as t
 from credit_pipeline.ledger.records import EpochRecord, LedgerError, epoch_from_row
@@ -77,11 +78,11 @@ class EpochStore(StoreBase):
             epoch = self._epoch(conn, key, lock=True)
             if epoch.status != "open":
                 raise LedgerError(f"epoch {key} is {epoch.status}; a waiver only matters before it enters review")
-            streams = sorted(k for k, v in (epoch.completeness or {}).items() if isinstance(v, dict) and v.get("shortfall"))
+            streams = short_streams(epoch.completeness)
             if not streams:
                 raise LedgerError(f"epoch {key} has no completeness shortfall to waive (see its raw activity metadata)")
             waiver = {"by": actor, "reason": reason.strip(), "streams": streams,
-                      "shortfall": {s: epoch.completeness[s]["shortfall"] for s in streams},
+                      "shortfall": {s: epoch.completeness[s].get("shortfall", 0) for s in streams},
                       "at": datetime.now(UTC).isoformat().replace("+00:00", "Z")}
             conn.execute(sa.update(t.epochs).where(t.epochs.c.epoch_key == parse_epoch_key(key)).values(completeness_waiver=waiver))
             return waiver

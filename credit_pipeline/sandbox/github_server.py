@@ -57,6 +57,7 @@ class GitHubApp(App):
         self.org = org
         self.token = token
         self.limits = GitHubRateLimits(rate_limits)
+        self.incomplete_searches = 0  # the next N searches time out on GitHub's side: incomplete_results, half the count
         self._renderers: dict[str, GitHubRenderer] = {}
         self._renderer_lock = threading.Lock()
         self._request_ids = iter(range(1, 10**12))
@@ -303,7 +304,11 @@ class GitHubApp(App):
                             documentation_url="https://docs.github.com/v3/search/")
         render = self.renderer(request)
         page = paginate(found, query, request.query_pairs, f"{request.base_url}/search/issues", cap=1000)
-        body = {"total_count": len(found), "incomplete_results": False,
+        incomplete = self.incomplete_searches > 0
+        if incomplete:  # GitHub timed out: a partial count (here: half), flagged as such
+            self.incomplete_searches -= 1
+            found = found[: len(found) // 2]
+        body = {"total_count": len(found), "incomplete_results": incomplete,
                 "items": [render.issue(i, search=True) for i in page.items]}
         return Response(200, body, [("Link", page.link)] if page.link else [])
 

@@ -108,6 +108,7 @@ class MalformedItem(SourceError):
 class Source(Protocol):
     name: str
     telemetry: Telemetry
+    incomplete_totals: set[StreamRef] | frozenset[StreamRef]
 
     def streams(self) -> list[StreamRef]: ...
 
@@ -120,5 +121,7 @@ class Source(Protocol):
         ...
 
     def totals(self, window: Window) -> dict[StreamRef, int | None]:
-        """The source's own count of facts in ``window`` per stream (None: not countable)."""
+        """The source's own count of facts in ``window`` per stream (None: not countable).
+
+        Streams whose count the source itself called partial are left in ``incomplete_totals``."""
         ...

@@ -147,6 +147,8 @@ class DiscordSource:
                 probes.append(Probe(ref, bool(newer), head, f"new message {head}" if newer else f"nothing after {last or 'the start'}"))
         return probes
 
+    incomplete_totals: frozenset[StreamRef] = frozenset()  # no totals at all, so none partial
+
     def totals(self, window: Window) -> dict[StreamRef, int | None]:
         return {ref: None for ref in self.streams()}  # Discord has no count endpoint; the cursor chain proves completeness
 

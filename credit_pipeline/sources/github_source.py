@@ -83,6 +83,9 @@ def _recording_retry(telemetry: Telemetry, max_wait: float) -> type[GithubRetry]
     return RecordingRetry
 
 
+SEARCH_ATTEMPTS = 3
+
+
 class GitHubSource:
     """Collects one policy's repos and streams from a GitHub API (real or sandbox)."""
 
@@ -100,6 +103,7 @@ class GitHubSource:
         self.max_wait = max_wait
         self.graphql_rate_wait = graphql_rate_wait
         self.attempts, self.backoff = max(1, retries), backoff
+        self.incomplete_totals: set[StreamRef] = set()  # streams whose last search total GitHub called partial
         self.telemetry = Telemetry()
         retry = _recording_retry(self.telemetry, max_wait)(total=retries, backoff_factor=backoff, secondary_rate_wait=secondary_wait,
                                                            max_rate_limit_wait=max_wait, status_forcelist=list(range(500, 600)) + [429])
@@ -145,9 +149,24 @@ class GitHubSource:
             if qualifier is None:
                 totals[ref] = None
                 continue
-            _, data = self._request("GET", "/search/issues", {"q": f"repo:{ref.ref} {qualifier}", "per_page": 1}, what=f"search for {ref}")
-            totals[ref] = int(field(data, "total_count", f"search result for {ref}"))
+            totals[ref] = self._search_total(ref, f"repo:{ref.ref} {qualifier}")
         return totals
+
+    def _search_total(self, ref: StreamRef, query: str) -> int:
+        """The search API's ``total_count``; ``incomplete_results: true`` (GitHub timed out, the count may be
+        low) is asked again with backoff, then the stream is listed in ``incomplete_totals``."""
+        self.incomplete_totals.discard(ref)
+        for attempt in range(SEARCH_ATTEMPTS):
+            _, data = self._request("GET", "/search/issues", {"q": query, "per_page": 1}, what=f"search for {ref}")
+            total = int(field(data, "total_count", f"search result for {ref}"))
+            if not data.get("incomplete_results"):
+                return total
+            if attempt < SEARCH_ATTEMPTS - 1:
+                self.telemetry.sleep(min(self.backoff * 2 ** attempt, 8.0), f"GitHub search for {ref} returned incomplete_results: asking again")
+        self.incomplete_totals.add(ref)
+        self.telemetry.notes.append(f"{ref}: GitHub search kept answering incomplete_results (its total_count {total} may be low) "
+                                    f"after {SEARCH_ATTEMPTS} attempts: completeness is reported as unproven, not passed")
+        return total
 
     # -- REST streams ----------------------------------------------------------
 

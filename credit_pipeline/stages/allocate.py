@@ -15,6 +15,7 @@ from typing import Any
 
 from credit_pipeline.core.allocation import ALGORITHM_VERSION, CuratedEvent, propose_allocations
 from credit_pipeline.core.canonical import canonical_json
+from credit_pipeline.core.completeness import short_streams
 from credit_pipeline.core.hashing import allocation_set_hash, approval_message
 from credit_pipeline.core.policy import Policy
 from credit_pipeline.core.statement import corrected_allocations
@@ -116,7 +117,7 @@ def review_blockers(epoch: EpochRecord, now: datetime, expected_streams: list[st
     if missing:
         blockers.append(f"the final collection after the window closed has not run for {', '.join(missing)} "
                         "(materialize the raw activity assets for this partition)")
-    shortfalls = [k for k, v in checked.items() if isinstance(v, dict) and v.get("shortfall")]
+    shortfalls = short_streams(checked)
     if shortfalls and not epoch.completeness_waiver:
         blockers.append(f"completeness shortfall in {', '.join(sorted(shortfalls))}: collect again, or waive it with "
                         f"credit-pipeline waive --epoch {epoch.key} --reason TEXT")

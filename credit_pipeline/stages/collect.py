@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from credit_pipeline.core.completeness import is_short
 from credit_pipeline.core.epochs import epoch_key, window_for_key
 from credit_pipeline.core.statement import iso_utc
 from credit_pipeline.ledger.store import CursorAdvance, LedgerStore, PageWrite
@@ -59,7 +60,8 @@ class CollectReport:
 
     @property
     def shortfalls(self) -> dict[str, dict[str, Any]]:
-        return {k: v for k, v in self.completeness.items() if v.get("shortfall")}
+        """Streams whose completeness blocks review (a shortfall, a partial source count, quarantined items)."""
+        return {k: v for k, v in self.completeness.items() if is_short(v)}
 
 
 ProgressCallback = Callable[[Page, PageWrite, CollectReport], None]
@@ -122,6 +124,8 @@ def check_completeness(store: LedgerStore, source: Source, key: str, now: dateti
         total = totals.get(ref)
         result[str(ref)] = {"stored": count, "source": total, "shortfall": max(0, total - count) if total is not None else 0,
                             "checked_at": iso_utc(now), "method": "search total" if total is not None else "cursor chain (source has no count)"}
+        if ref in source.incomplete_totals:  # the source's own count is partial: nothing is proven either way
+            result[str(ref)].update(incomplete=True, method="search total (GitHub: incomplete_results, asked again and still partial)")
     epoch = store.get_epoch(key)
     if epoch is not None and epoch.status != "finalized":  # a finalized epoch is frozen; the result is only reported
         store.record_completeness(key, result, final_collection_at=now)

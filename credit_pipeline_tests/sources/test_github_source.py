@@ -13,6 +13,7 @@ from credit_pipeline_tests.sources.conftest import (
     after_window,
     assert_ground_truth,
     collect,
+    key_of,
     pages,
     stored_view,
     window_of,
@@ -208,3 +209,30 @@ def test_a_week_that_has_not_begun_is_refused_before_any_request(store, sandbox,
         with pytest.raises(FutureEpoch, match="collect it once it has begun"):
             collect_epoch(store, source, key, now=org.windows[0][0] - timedelta(days=1))
         assert store.list_cursors() == [] and len(sandbox.log) == 0
+
+
+def test_incomplete_search_results_are_asked_again_then_pass(store, sandbox, org, make_source):
+    sandbox.github.app.incomplete_searches = 1  # one timed-out search, then GitHub answers in full
+    report = collect(store, make_source("github"), org)
+    assert not report.shortfalls and report.completeness
+    assert any("incomplete_results: asking again" in reason for _, reason in report.waits)
+    assert not any(v.get("incomplete") for v in report.completeness.values())
+
+
+def test_search_that_stays_incomplete_reports_an_unproven_stream_and_blocks_review(store, sandbox, org, make_source):
+    from credit_pipeline.stages.allocate import review_blockers
+
+    sandbox.github.app.incomplete_searches = 10**6  # every search times out
+    report = collect(store, make_source("github"), org)
+    countable = [k for k, v in report.completeness.items() if v["source"] is not None]
+    assert countable and sorted(report.shortfalls) == sorted(countable)
+    for stream in countable:
+        result = report.completeness[stream]
+        assert result["incomplete"] is True and "incomplete_results" in result["method"]
+        assert result["stored"] > result["source"]  # the partial count is below what is stored: it proves nothing
+    assert any("incomplete_results" in note for note in report.notes)
+    epoch = store.get_epoch(key_of(org))
+    assert any("completeness shortfall in" in b and countable[0] in b for b in review_blockers(epoch, after_window(org), list(report.completeness)))
+    sandbox.github.app.incomplete_searches = 0
+    again = collect(store, make_source("github"), org)  # GitHub answers in full again: the stream is proven
+    assert not again.shortfalls
