@@ -11,6 +11,7 @@ while pages are still being written; the week's size is the reliability scale's.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from datetime import timedelta
@@ -147,3 +148,4 @@ def test_embedded_server_stopped_mid_collection(big_org, slow_sandbox, policy_pa
         procs.kill_all()
         procs.cli("db-stop-teardown", "db", "stop").wait(60)
         embedded_server_url.cache_clear()
+        shutil.rmtree(home, ignore_errors=True)
