@@ -117,8 +117,8 @@ def trace_pages(path: Path) -> None:
     calls = {"n": 0}
 
     @functools.wraps(original)
-    def record_page(self, events, cursor):
-        write = original(self, events, cursor)
+    def record_page(self, events, cursor=None, *args, **kwargs):
+        write = original(self, events, cursor, *args, **kwargs)
         calls["n"] += 1
         stream = f"{cursor.source}:{cursor.stream}:{cursor.source_ref}" if cursor is not None else None
         with path.open("a", encoding="utf-8") as out:
