@@ -23,6 +23,7 @@ import hashlib
 import json
 import math
 import re
+from dataclasses import dataclass
 from typing import Any
 
 ESCAPED_KEY = "credit_pipeline:escaped"
@@ -109,3 +110,19 @@ def storable_value(value: Any, limit: int = 1024) -> Any:
     if isinstance(value, list):
         return [storable_value(v, limit) for v in value]
     return value
+
+
+@dataclass(frozen=True)
+class QuarantinedItem:
+    """An item of a page that cannot be read: kept aside with the reason, so the stream moves on."""
+
+    reason: str
+    raw_sha256: str
+    excerpt: str
+    item_key: str | None = None  # the event id it would have had, when that much is readable
+
+    @classmethod
+    def of(cls, item: Any, reason: str, item_key: str | None = None) -> QuarantinedItem:
+        text = json.dumps(item, ensure_ascii=True, allow_nan=True, sort_keys=True, separators=(",", ":"), default=repr)
+        return cls(reason=storable_text(reason, 2000) or "", raw_sha256=hashlib.sha256(text.encode("ascii")).hexdigest(), excerpt=text[:2000],
+                   item_key=item_key)

@@ -11,25 +11,63 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 
 from credit_pipeline.core.events import ActivityEvent
+from credit_pipeline.core.storable import QuarantinedItem
 from credit_pipeline.ledger import tables as t
 from credit_pipeline.ledger.records import CursorAdvance, PageWrite, event_row
 from credit_pipeline.ledger.store_base import StoreBase
 
 
+
 class FactsStore(StoreBase):
     """Raw facts and source cursors: a page of events and its cursor in one transaction."""
 
-    def record_page(self, events: Sequence[ActivityEvent], cursor: CursorAdvance | None) -> PageWrite:
-        """Insert a page of events and advance its cursor in one transaction.
+    def record_page(self, events: Sequence[ActivityEvent], cursor: CursorAdvance | None,
+                    quarantined: Sequence[QuarantinedItem] = ()) -> PageWrite:
+        """Insert a page of events, its quarantined items, and advance its cursor in one transaction.
 
-        Re-inserting known events is a no-op. If anything fails, neither the events
-        nor the cursor are written, so a cursor never passes an uncommitted event.
+        Re-inserting known events is a no-op; a quarantined item seen again is counted again. A
+        quarantined item whose event is now stored (read on a later pass) is marked resolved. If
+        anything fails, nothing is written, so a cursor never passes an uncommitted event.
         """
+        if quarantined and cursor is None:
+            raise ValueError("quarantined items need the page's stream (pass its cursor)")
         with self.transaction() as conn:
             new_ids = self._insert_events(conn, events)
+            if quarantined:
+                self._quarantine(conn, cursor, quarantined)
+            if events or quarantined:
+                self._resolve_quarantined(conn, [e.event_id for e in events], [q.raw_sha256 for q in quarantined])
             if cursor is not None:
                 self._advance_cursor(conn, cursor)
         return PageWrite(new_ids=new_ids, seen=len(events) - len(new_ids))
+
+    def _quarantine(self, conn: Connection, where: CursorAdvance, items: Sequence[QuarantinedItem]) -> None:
+        q = t.quarantined_items
+        rows = {i.raw_sha256: {"source": where.source, "stream": where.stream, "source_ref": where.source_ref, "raw_sha256": i.raw_sha256,
+                               "item_key": i.item_key, "reason": i.reason, "excerpt": i.excerpt} for i in items}
+        stmt = pg_insert(q).values(list(rows.values()))
+        conn.execute(stmt.on_conflict_do_update(index_elements=["source", "stream", "source_ref", "raw_sha256"],
+                                                set_={"last_seen_at": sa.func.now(), "times_seen": q.c.times_seen + 1, "reason": stmt.excluded.reason}))
+
+    def _resolve_quarantined(self, conn: Connection, event_ids: list[str], shas: list[str]) -> None:
+        """Quarantined items whose event is stored (now, or before they were quarantined) are resolved."""
+        conn.execute(sa.text(
+            "UPDATE quarantined_items q SET resolved_event_id = q.item_key FROM activity_events e "
+            "WHERE q.resolved_event_id IS NULL AND q.item_key = e.event_id "
+            "AND (q.item_key = ANY(CAST(:ids AS text[])) OR q.raw_sha256 = ANY(CAST(:shas AS text[])))"), {"ids": event_ids, "shas": shas})
+
+    def unresolved_quarantined(self, shas: Sequence[str] | None = None, source: str | None = None) -> list[dict[str, Any]]:
+        """Quarantined items not (yet) read on a later pass: all of them, or those among ``shas``."""
+        q = t.quarantined_items
+        query = sa.select(q).where(q.c.resolved_event_id.is_(None)).order_by(q.c.source, q.c.stream, q.c.source_ref, q.c.first_seen_at)
+        if shas is not None:
+            if not shas:
+                return []
+            query = query.where(q.c.raw_sha256.in_(list(shas)))
+        if source:
+            query = query.where(q.c.source == source)
+        with self._reading() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
 
     def _insert_events(self, conn: Connection, events: Sequence[ActivityEvent]) -> list[str]:
         if not events:

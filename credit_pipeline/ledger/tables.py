@@ -33,6 +33,15 @@ activity_events = sa.Table(
     sa.Column("retrieved_at", TZ), sa.Column("ingested_at", TZ),
 )
 
+quarantined_items = sa.Table(
+    "quarantined_items", metadata,
+    sa.Column("source", sa.Text, primary_key=True), sa.Column("stream", sa.Text, primary_key=True),
+    sa.Column("source_ref", sa.Text, primary_key=True), sa.Column("raw_sha256", sa.Text, primary_key=True),
+    sa.Column("item_key", sa.Text), sa.Column("reason", sa.Text), sa.Column("excerpt", sa.Text),
+    sa.Column("first_seen_at", TZ), sa.Column("last_seen_at", TZ), sa.Column("times_seen", sa.Integer),
+    sa.Column("resolved_event_id", sa.Text),
+)
+
 activity_curation = sa.Table(
     "activity_curation", metadata,
     sa.Column("event_id", sa.Text, primary_key=True),

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from credit_pipeline.core.events import ActivityEvent
+from credit_pipeline.core.storable import QuarantinedItem
 
 log = logging.getLogger("credit_pipeline.sources")
 
@@ -40,6 +41,7 @@ class Page:
     events: list[ActivityEvent]
     cursor: dict[str, Any]
     last: bool = False
+    quarantined: tuple[QuarantinedItem, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,14 @@ class RateLimitTooLong(SourceError):
 
 
 class MalformedItem(SourceError):
-    """An item the source returned that cannot be read; names the item and the field."""
+    """An item the source returned that cannot be read; names the item and the field.
+
+    Raised for one item, the adapter quarantines it (``QuarantinedItem``) and goes on; raised for a
+    whole response (not a list, no page info), the collection stops with this message."""
+
+
+# What parsing one item may raise when the item is not what the API documents.
+UNREADABLE = (MalformedItem, KeyError, TypeError, ValueError, AttributeError, OverflowError, RecursionError)
 
 
 class Source(Protocol):

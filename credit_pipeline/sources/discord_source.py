@@ -25,8 +25,8 @@ import discord.http
 from discord.utils import time_snowflake
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from credit_pipeline.core.events import ActivityEvent
-from credit_pipeline.core.storable import bounded
+from credit_pipeline.core.events import ActivityEvent, discord_message_event_id
+from credit_pipeline.core.storable import QuarantinedItem, bounded
 from credit_pipeline.sources.base import (
     MalformedItem,
     Page,
@@ -35,6 +35,7 @@ from credit_pipeline.sources.base import (
     SourceAuthError,
     SourceError,
     StreamRef,
+    UNREADABLE,
     Telemetry,
     Window,
 )
@@ -112,21 +113,29 @@ class DiscordSource:
                 self.telemetry.current = str(ref)
                 stored = int((cursors.get(ref) or {}).get("last_id") or 0)
                 after = first_id if full else max(first_id, stored)
-                seen_content = False
+                seen_content, read_messages = False, 0
                 while True:
                     raw = session.messages(ref.ref, after=after)
-                    messages = sorted((self._parse(ref, m) for m in raw), key=lambda parsed: parsed[0])
+                    parsed, quarantined = [], []
+                    for m in raw:
+                        try:
+                            parsed.append(self._parse(ref, m))
+                        except UNREADABLE as exc:  # set aside with the reason; the channel moves on
+                            quarantined.append(QuarantinedItem.of(m, str(exc) if isinstance(exc, MalformedItem) else f"{type(exc).__name__}: {exc}",
+                                                                  self._key(ref, m)))
+                    messages = sorted(parsed, key=lambda item: item[0])
                     inside = [(mid, columns, m) for mid, columns, m in messages if mid < end_id]
                     events = [self._event(columns, m) for _, columns, m in inside]
                     seen_content = seen_content or any(m.get("content") for _, _, m in inside)
+                    read_messages += len(inside)
                     if inside:
                         after = inside[-1][0]
                     last = len(raw) < PAGE or len(inside) < len(messages)
                     position = max(stored, after if inside else stored)
-                    yield Page(ref, events, {"last_id": str(position)} if position else {}, last=last)
+                    yield Page(ref, events, {"last_id": str(position)} if position else {}, last=last, quarantined=tuple(quarantined))
                     if last:
                         break
-                if not seen_content and after > first_id:
+                if read_messages and not seen_content:  # judged only on messages this pass read (a quiet channel says nothing)
                     self.telemetry.notes.append(
                         f"channel {ref.ref}: every message came back with empty content: the bot's privileged Message "
                         "Content intent is probably off (counting still works; enable it in the developer portal to keep text)")
@@ -155,10 +164,17 @@ class DiscordSource:
     # -- items -------------------------------------------------------------------
 
     def _parse(self, ref: StreamRef, message: Any) -> tuple[int, DerivedColumns, dict[str, Any]]:
-        """Every message of a page is read (and checked) before any is kept, so a bad one fails the whole page."""
+        """One message, read and checked; what cannot be read raises (and the caller quarantines it)."""
         message = bounded(message)
         columns = discord_message_columns(self.guild_id, ref.ref, message)
         return discord_message_id(ref.ref, message), columns, message
+
+    def _key(self, ref: StreamRef, message: Any) -> str | None:
+        """The event id an unreadable message would have had, when its id is a snowflake."""
+        try:
+            return discord_message_event_id(self.guild_id, ref.ref, discord_message_id(ref.ref, message))
+        except UNREADABLE:
+            return None
 
     def _event(self, columns: DerivedColumns, message: dict[str, Any]) -> ActivityEvent:
         return columns.event(message, producer=PRODUCER, producer_version=PRODUCER_VERSION, retrieved_at=datetime.now(UTC))

@@ -24,8 +24,8 @@ import requests
 from github import Auth, Github, GithubException, GithubRetry
 from github.GithubException import BadCredentialsException, RateLimitExceededExceedsMaxWait
 
-from credit_pipeline.core.events import ActivityEvent
-from credit_pipeline.core.storable import bounded
+from credit_pipeline.core.events import ActivityEvent, github_issue_event_id, github_pr_event_id, github_review_event_id
+from credit_pipeline.core.storable import QuarantinedItem, bounded
 from credit_pipeline.sources.base import (
     MalformedItem,
     Page,
@@ -34,6 +34,7 @@ from credit_pipeline.sources.base import (
     SourceAuthError,
     SourceError,
     StreamRef,
+    UNREADABLE,
     Telemetry,
     Window,
 )
@@ -183,21 +184,30 @@ class GitHubSource:
     def _rest_pages(self, ref: StreamRef, stop: datetime, cursor: dict[str, Any], path: str, params: dict[str, Any],
                     to_event) -> Iterator[Page]:
         head: str | None = None
+        key_of = github_pr_event_id if ref.stream == "pull_requests" else github_issue_event_id
         for items, final in self._list_pages(ref, path, params):
-            events, done = [], False
+            events, quarantined, done = [], [], False
             for item in map(bounded, items):
-                number = integer(item, "number", f"{ref}: an item")
-                what = f"{ref}#{number}"
-                updated = timestamp(item, "updated_at", what)
+                try:  # an item without a readable number and time has no place in the listing: set aside
+                    number = integer(item, "number", f"{ref}: an item")
+                    what = f"{ref}#{number}"
+                    updated = timestamp(item, "updated_at", what)
+                except UNREADABLE as exc:
+                    quarantined.append(QuarantinedItem.of(item, _reason(exc)))
+                    continue
                 head = head or iso(updated)
                 if updated < stop:
                     done = True
                     break
-                event = to_event(ref, item, what)
+                try:
+                    event = to_event(ref, item, what)
+                except UNREADABLE as exc:
+                    quarantined.append(QuarantinedItem.of(item, _reason(exc), key_of(ref.ref, number)))
+                    continue
                 if event is not None:
                     events.append(event)
             last = done or final
-            yield Page(ref, events, _cursor(cursor, head, stop, last), last=last)
+            yield Page(ref, events, _cursor(cursor, head, stop, last), last=last, quarantined=tuple(quarantined))
             if done:
                 return
 
@@ -226,20 +236,31 @@ class GitHubSource:
             data = self._graphql(PULLS_WITH_REVIEWS, {"owner": owner, "name": name, "after": after}, f"{ref}")
             conn = _path(data, ("data", "repository", "pullRequests"), f"{ref}")
             nodes = field(conn, "nodes", f"{ref}")
-            events, done = [], False
+            events, quarantined, done = [], [], False
             for pr in map(bounded, nodes):
-                number = integer(pr, "number", f"{ref}: a pull request")
-                updated = timestamp(pr, "updatedAt", f"{ref}#{number}")
+                try:
+                    number = integer(pr, "number", f"{ref}: a pull request")
+                    updated = timestamp(pr, "updatedAt", f"{ref}#{number}")
+                    reviews = list(field(field(pr, "reviews", f"{ref}#{number}"), "nodes", f"{ref}#{number}"))
+                except UNREADABLE as exc:
+                    quarantined.append(QuarantinedItem.of(pr, _reason(exc)))
+                    continue
                 head = head or iso(updated)
                 if updated < stop:
                     done = True
                     break
-                reviews = list(field(field(pr, "reviews", f"{ref}#{number}"), "nodes", f"{ref}#{number}"))
                 reviews += self._more_reviews(ref, owner, name, number, pr["reviews"])
-                events += [e for r in reviews if (e := self._review_event(ref, pr, r)) is not None]
+                for review in reviews:
+                    try:
+                        event = self._review_event(ref, pr, review)
+                    except UNREADABLE as exc:
+                        quarantined.append(QuarantinedItem.of(review, _reason(exc), _review_key(ref.ref, number, review)))
+                        continue
+                    if event is not None:
+                        events.append(event)
             info = field(conn, "pageInfo", f"{ref}")
             last = done or not info.get("hasNextPage")
-            yield Page(ref, events, _cursor(cursor, head, stop, last), last=last)
+            yield Page(ref, events, _cursor(cursor, head, stop, last), last=last, quarantined=tuple(quarantined))
             if last:
                 return
             after = info.get("endCursor")
@@ -344,6 +365,18 @@ class GitHubSource:
                 raise SourceAuthError(f"GITHUB_TOKEN may not read {what} through GraphQL: {messages}")
             raise SourceError(f"GitHub GraphQL refused the query for {what}: {messages}")
         raise SourceError(f"GitHub GraphQL stayed rate limited for {what}; run the collection again later")
+
+
+def _reason(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, MalformedItem) else f"{type(exc).__name__}: {exc}"
+
+
+def _review_key(repo: str, number: int, review: Any) -> str | None:
+    """The event id a review would have had, when its id is readable."""
+    try:
+        return github_review_event_id(repo, number, review.get("fullDatabaseId"))
+    except (AttributeError, TypeError, ValueError):
+        return None
 
 
 def _too_long(what: str, wait: float) -> str:

@@ -8,6 +8,7 @@ in review or finalized are recorded and reported as *late*.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -32,6 +33,7 @@ class StreamStats:
     new: int = 0
     seen: int = 0
     cursor: dict[str, Any] = field(default_factory=dict)
+    quarantined: list[str] = field(default_factory=list)  # raw_sha256 of the items this pass set aside
 
 
 @dataclass
@@ -53,6 +55,10 @@ class CollectReport:
     @property
     def seen(self) -> int:
         return sum(s.seen for s in self.streams.values())
+
+    @property
+    def quarantined(self) -> int:
+        return sum(len(s.quarantined) for s in self.streams.values())
 
     @property
     def waited_seconds(self) -> float:
@@ -83,8 +89,10 @@ def collect_epoch(store: LedgerStore, source: Source, key: str, *, now: datetime
     new_ids: list[str] = []
     try:
         for page in source.collect((start, end), cursors, full=full):
-            write = store.record_page(page.events, CursorAdvance(page.stream.source, page.stream.stream, page.stream.ref, page.cursor))
+            write = store.record_page(page.events, CursorAdvance(page.stream.source, page.stream.stream, page.stream.ref, page.cursor),
+                                      page.quarantined)
             stats = report.streams.setdefault(str(page.stream), StreamStats())
+            stats.quarantined += [q.raw_sha256 for q in page.quarantined if q.raw_sha256 not in stats.quarantined]
             stats.pages += 1
             stats.new += write.new
             stats.seen += write.seen
@@ -94,7 +102,7 @@ def collect_epoch(store: LedgerStore, source: Source, key: str, *, now: datetime
                 on_page(page, write, report)
         report.late_events = late_events(store, new_ids)
         if closed and full:
-            report.completeness = check_completeness(store, source, key, now)
+            report.completeness = check_completeness(store, source, key, now, report)
     finally:
         report.requests = source.telemetry.requests
         report.waits = [(w.seconds, w.reason) for w in source.telemetry.waits]
@@ -113,17 +121,26 @@ def late_events(store: LedgerStore, new_ids: list[str]) -> list[str]:
     return sorted(e for e, t in store.event_times(new_ids).items() if epoch_key(t) in closed)
 
 
-def check_completeness(store: LedgerStore, source: Source, key: str, now: datetime) -> dict[str, dict[str, Any]]:
-    """Compare stored counts with the source's totals per stream; record them on the epoch."""
+def check_completeness(store: LedgerStore, source: Source, key: str, now: datetime,
+                       report: CollectReport | None = None) -> dict[str, dict[str, Any]]:
+    """Compare stored counts with the source's totals per stream; record them on the epoch.
+
+    Items the pass quarantined and no later page resolved are counted per stream (``quarantined``):
+    they were not credited, so the stream is short until they are read or the shortfall is waived.
+    """
     start, end = window_for_key(key)
     totals = source.totals((start, end))
     stored = store.event_counts(start, end, source.name)
+    shas = [sha for stats in (report.streams.values() if report else ()) for sha in stats.quarantined]
+    unresolved = Counter(f"{q['source']}:{q['stream']}:{q['source_ref']}" for q in store.unresolved_quarantined(shas))
     result: dict[str, dict[str, Any]] = {}
     for ref in source.streams():
         count = stored.get((EVENT_TYPE_OF_STREAM[ref.stream], ref.ref), 0)
         total = totals.get(ref)
         result[str(ref)] = {"stored": count, "source": total, "shortfall": max(0, total - count) if total is not None else 0,
                             "checked_at": iso_utc(now), "method": "search total" if total is not None else "cursor chain (source has no count)"}
+        if unresolved.get(str(ref)):
+            result[str(ref)]["quarantined"] = unresolved[str(ref)]
         if ref in source.incomplete_totals:  # the source's own count is partial: nothing is proven either way
             result[str(ref)].update(incomplete=True, method="search total (GitHub: incomplete_results, asked again and still partial)")
     epoch = store.get_epoch(key)

@@ -19,6 +19,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
+
+from credit_pipeline.core.storable import QuarantinedItem
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
@@ -43,12 +45,12 @@ SET_HASH = "e" * 64
 
 # Tables of facts: a BEFORE TRUNCATE trigger on each. Mutable by design: source_cursors, schema_migrations.
 FACT_TABLES = ["epochs", "activity_events", "activity_curation", "epoch_allocations", "epoch_pool_components", "epoch_approvals",
-               "payout_statements", "statement_corrections", "identity_events", "ledger_identity"]
+               "payout_statements", "statement_corrections", "identity_events", "ledger_identity", "quarantined_items"]
 ALL_TABLES = FACT_TABLES + ["source_cursors", "schema_migrations"]
 APPEND_ONLY = ["activity_events", "epoch_pool_components", "epoch_approvals", "payout_statements", "statement_corrections",
                "identity_events", "ledger_identity"]
 # What the app role may change, and nothing else (sql/0003, credit_pipeline_app_grants).
-APP_UPDATES = {"epochs", "activity_curation", "epoch_allocations", "source_cursors"}
+APP_UPDATES = {"epochs", "activity_curation", "epoch_allocations", "source_cursors", "quarantined_items"}  # + sql/0004
 APP_DELETES = {"epoch_allocations"}
 
 PERSON = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}\Z")
@@ -126,7 +128,7 @@ def seed(store: LedgerStore) -> None:
     done, open_1, open_2 = (pr_event(1, START + timedelta(hours=1), user_id="100"),
                             pr_event(2, START + timedelta(days=7, hours=1), user_id="200"),
                             pr_event(3, START + timedelta(days=7, hours=2), user_id="200"))
-    store.record_page([done, open_1, open_2], CURSOR)
+    store.record_page([done, open_1, open_2], CURSOR, [QuarantinedItem.of({"number": "x"}, "field 'number' is not a whole number")])
     store.bind("github", "100", "alice")
     store.bind("github", "200", "bob")
     for key in (KEY, OPEN):
@@ -598,7 +600,7 @@ def test_upgrading_a_consistent_ledger_keeps_every_binding_exactly(pg_server_url
         query = "SELECT provider, external_id, user_id, identity_event_id, bound_at FROM user_bindings ORDER BY 1, 2"
         with engine.connect() as conn:
             table = conn.execute(sa.text(query)).all()
-        assert upgrade(engine) == ["0003"]
+        assert upgrade(engine) == ["0003", "0004"]
         with engine.connect() as conn:
             assert conn.execute(sa.text(query)).all() == table
             assert conn.execute(sa.text("SELECT count(*) FROM epoch_allocations")).scalar() == 1  # old rows stay as written

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -141,14 +142,22 @@ def test_bad_token_and_missing_access_name_what_to_fix(store, sandbox, org, make
         collect(store, unknown, org)
 
 
-def test_malformed_message_is_named_and_earlier_pages_stay(store, sandbox, org, make_source):
+def test_a_malformed_message_is_quarantined_and_the_channel_moves_on(store, sandbox, org, make_source):
     sandbox.faults.add(Fault.malformed_item("id", "not-a-snowflake", index=7), server="discord", path=r"/messages$", nth=2)
-    with pytest.raises(MalformedItem, match=r"discord:messages:\d+: message id 'not-a-snowflake' is not a snowflake"):
-        collect(store, make_source("discord"), org)
-    first = org.allow_listed_channels[0]
-    cursor = store.get_cursor("discord", "messages", str(first.id))
-    stored = store.events_between(*window_of(org), source="discord")
-    assert len(stored) == 100 and int(cursor["last_id"]) == max(int(e["event_id"].rsplit(":", 1)[1]) for e in stored)
+    report = collect(store, make_source("discord"), org)
+    first = str(org.allow_listed_channels[0].id)
+    stream = f"discord:messages:{first}"
+    [item] = store.unresolved_quarantined()
+    assert item["source_ref"] == first and item["item_key"] is None  # no readable id: nothing to match it with later
+    assert re.search(r"discord:messages:\d+: message id 'not-a-snowflake' is not a snowflake", item["reason"])
+    assert report.completeness[stream]["quarantined"] == 1 and stream in report.shortfalls
+    expected = set(sandbox.ground_truth(*window_of(org), source="discord"))
+    stored = {e["event_id"] for e in store.events_between(*window_of(org), source="discord")}
+    assert len(expected - stored) == 1 and stored <= expected  # exactly the quarantined one is missing
+    sandbox.faults.clear()
+    again = collect(store, make_source("discord"), org)  # this pass reads every message: the channel is proven
+    assert not again.shortfalls
+    assert_ground_truth(store, sandbox, window_of(org), "discord")
 
 
 @pytest.mark.parametrize("full", [True, False], ids=["closed window", "open window"])
@@ -172,6 +181,14 @@ def test_empty_content_everywhere_is_reported(store, org):
         source = build_source("discord", org_policy(org), sb.env(), **FAST["discord"])
         report = collect(store, source, org)
         assert report.new > 0 and any("Message Content intent" in n for n in report.notes)
+
+
+def test_quiet_channels_on_incremental_passes_raise_no_content_note(store, sandbox, org, make_source):
+    open_week = window_of(org)[1] - timedelta(hours=1)
+    first = collect(store, make_source("discord"), org, now=open_week, full=False)
+    assert first.new > 0 and not any("Message Content" in n for n in first.notes)  # content is on
+    again = collect(store, make_source("discord"), org, now=open_week, full=False)  # nothing new anywhere
+    assert again.new == 0 and again.notes == []
 
 
 def test_cli_collect_prints_progress_and_a_summary(store, sandbox, org, policy, tmp_path, monkeypatch, capsys, ledger_url):

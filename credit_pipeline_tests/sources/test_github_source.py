@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -150,18 +151,35 @@ def test_forbidden_names_the_token_and_the_permission_and_commits_nothing_for_th
     assert not [e for e in store.events_between(*window_of(org), source="github") if e["event_type"] == "issue_closed" and repo in e["event_id"]]
 
 
-def test_malformed_item_names_it_and_the_cursor_stops_before_it(store, sandbox, org, make_source):
+def test_a_malformed_item_is_quarantined_the_stream_completes_and_review_waits(store, sandbox, org, make_source):
     repo = org.policy_sources()["github"]["repos"][0]
+    stream = f"github:pull_requests:{repo}"
     sandbox.faults.add(Fault.malformed_item("merged_at", "not-a-date", index=3), server="github", path=r"/pulls$", nth=2)
-    with pytest.raises(MalformedItem, match=rf"github:pull_requests:{repo}#\d+: field 'merged_at' is not an ISO 8601 timestamp"):
-        collect(store, make_source("github"), org)
-    cursor = store.get_cursor("github", "pull_requests", repo)
-    assert "through" not in cursor  # page 1 is committed; the pass never completed
-    first_page = store.events_between(*window_of(org), source="github")
-    assert first_page and all(e["event_type"] == "pr_merged" for e in first_page)
+    report = collect(store, make_source("github"), org)  # no longer stops the stream
+    assert report.streams[stream].quarantined and report.quarantined == 1
+    assert store.get_cursor("github", "pull_requests", repo).get("through")  # the pass completed
+    [item] = store.unresolved_quarantined()
+    assert (item["source"], item["stream"], item["source_ref"]) == ("github", "pull_requests", repo)
+    assert re.fullmatch(rf"github:pull_requests:{re.escape(repo)}#\d+: field 'merged_at' is not an ISO 8601 timestamp.*", item["reason"])
+    assert item["item_key"].startswith(f"github:pr:{repo}:") and item["excerpt"].startswith('{"_links":') and len(item["excerpt"]) == 2000
+    result = report.completeness[stream]
+    assert result["quarantined"] == 1 and result["shortfall"] == 1 and stream in report.shortfalls  # not credited: short
+    assert store.get_event(item["item_key"]) is None
     sandbox.faults.clear()
-    collect(store, make_source("github"), org)
+    again = collect(store, make_source("github"), org)  # read on the next pass: stored, quarantine resolved
+    assert not again.shortfalls and again.quarantined == 0
+    assert store.unresolved_quarantined() == [] and store.get_event(item["item_key"]) is not None
     assert_ground_truth(store, sandbox, window_of(org), "github")
+
+
+def test_an_item_that_is_always_malformed_never_wedges_its_stream(store, sandbox, org, make_source):
+    sandbox.faults.add(Fault.malformed_item("number", "twelve", index=0), server="github", path=r"/issues$", times=None)
+    first = collect(store, make_source("github"), org)
+    second = collect(store, make_source("github"), org)
+    unresolved = store.unresolved_quarantined()
+    assert first.quarantined >= 1 and second.quarantined == first.quarantined
+    assert {q["item_key"] for q in unresolved} == {None} and all(q["times_seen"] == 2 for q in unresolved)
+    assert all(store.get_cursor("github", ref.stream, ref.ref).get("through") for ref in make_source("github").streams())
 
 
 @pytest.mark.parametrize("full", [True, False], ids=["closed window", "open window"])
