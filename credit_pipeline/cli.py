@@ -605,6 +605,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (PolicyError, EpochKeyError, LedgerError, MigrationError, DatabaseConfigError, SourceError, UsageError) as exc:
         return refuse(_redact(str(exc)))
     except sa.exc.OperationalError as exc:
+        if getattr(exc.orig, "pgcode", None):  # the server answered: a deadlock victim, serialization failure, timeout
+            return refuse(f"the ledger aborted this transaction (PostgreSQL {exc.orig.pgcode}), nothing was written: "
+                          f"{_first_line(exc)}; run the command again")
         return refuse(f"{_database_hint()} ({_first_line(exc)})")
     except sa.exc.DBAPIError as exc:  # a trigger or constraint said no: nothing was written
         return refuse(f"the ledger refused this, nothing was written: {_first_line(exc)}")

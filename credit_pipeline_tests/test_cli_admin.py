@@ -153,3 +153,20 @@ def test_a_database_that_does_not_answer_is_one_line_without_the_password(monkey
     monkeypatch.setenv("CREDIT_PIPELINE_DATABASE_URL", "postgresql+nope://auditor:s3cret-pw@")
     assert main(["epochs"]) == 2
     assert "s3cret-pw" not in capsys.readouterr().err
+
+
+def test_a_transaction_the_server_aborts_is_not_called_an_unreachable_database(env, store, monkeypatch, capsys):
+    """A lock wait that times out (as a deadlock victim or a serialization failure would) is the server answering."""
+    import sqlalchemy as sa
+
+    from credit_pipeline_tests.stages.test_integrity_stateful import ledger_digest
+
+    monkeypatch.setenv("PGOPTIONS", "-c lock_timeout=200")  # libpq reads it for every new connection
+    before = ledger_digest(store)
+    with store.engine.connect() as holder, holder.begin():
+        holder.execute(sa.text("SELECT 1 FROM epochs WHERE epoch_key = :k FOR UPDATE"), {"k": KEY})  # an admin write in progress
+        assert main(["adjust", "--epoch", KEY, "--recipient", "github:200", "--units", "9000", "--reason", "release work"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: the ledger aborted this transaction (PostgreSQL 55P03), nothing was written") and err.count("\n") == 1, err
+    assert "does not answer" not in err and "run the command again" in err
+    assert ledger_digest(store) == before
