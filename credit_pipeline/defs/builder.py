@@ -19,7 +19,7 @@ from credit_pipeline.stages.settings import load_policy
 
 
 def default_resources(env: dict[str, str] | None = None) -> dict[str, dg.ConfigurableResource]:
-    """Resources from the environment; tokens stay ``EnvVar``s, resolved only when a run needs them."""
+    """Resources from the environment; tokens and the database URL stay ``EnvVar``s, resolved only when a run needs them."""
     env = dict(os.environ if env is None else env)
 
     def secret(name: str) -> str:
@@ -28,7 +28,8 @@ def default_resources(env: dict[str, str] | None = None) -> dict[str, dg.Configu
         return dg.EnvVar(name) if env.get(name) else ""
 
     return {
-        "ledger": LedgerResource(database_url=env.get("CREDIT_PIPELINE_DATABASE_URL")),
+        # An EnvVar too: the URL may hold a password, and resource config is in the snapshot every UI viewer sees.
+        "ledger": LedgerResource(database_url=secret("CREDIT_PIPELINE_DATABASE_URL") or None),
         "policy": PolicyResource(path=env.get("CREDIT_PIPELINE_POLICY")),
         "github": GitHubResource(token=secret("GITHUB_TOKEN"), api_url=env.get("GITHUB_API_URL") or GITHUB_DEFAULT_URL),
         "discord": DiscordResource(token=secret("DISCORD_BOT_TOKEN"), api_url=env.get("DISCORD_API_URL") or DISCORD_DEFAULT_URL),

@@ -161,10 +161,6 @@ def world(tmp_path, monkeypatch, pg_server_url, template_db):
                        exports=exports, policy_path=policy_path, key=org.windows[0][0].date().isoformat())
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "production: default_resources() passes $CREDIT_PIPELINE_DATABASE_URL to LedgerResource as a plain string, so the "
-    "password is a resource config value in the code location's snapshot, which the Dagster UI's Resources page "
-    "shows to every viewer; it should be a dg.EnvVar like the tokens"))
 def test_the_workspace_snapshot_the_ui_serves_holds_no_database_password(world):
     defs = build_defs(str(world["policy_path"]), default_resources())
     hits, _ = scan_all(dump_workspace_snapshot(defs))
