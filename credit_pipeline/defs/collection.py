@@ -24,13 +24,14 @@ def _completeness_result(context: dg.AssetExecutionContext, store, key: str, rep
     epoch = store.get_epoch(key)
     if not report.completeness:
         return dg.AssetCheckResult(check_name="completeness", passed=True, metadata={"status": "window still open: checked after it closes"})
-    rows = [{"stream": k, **{f: v.get(f) for f in ("stored", "source", "shortfall", "method")}} for k, v in sorted(report.completeness.items())]
+    rows = [{"stream": k, **{f: v.get(f) for f in ("stored", "source", "shortfall", "method")}, "quarantined": v.get("quarantined", 0),
+             "partial count": "yes" if v.get("incomplete") else ""} for k, v in sorted(report.completeness.items())]
     waived = bool(epoch and epoch.completeness_waiver)
     passed = not report.shortfalls or waived
     return dg.AssetCheckResult(
         check_name="completeness", passed=passed,
         severity=dg.AssetCheckSeverity.ERROR,
-        metadata={"shortfall_streams": len(report.shortfalls), "waived": waived, "streams": markdown_table(rows, ["stream", "stored", "source", "shortfall", "method"])},
+        metadata={"shortfall_streams": len(report.shortfalls), "waived": waived, "streams": markdown_table(rows, ["stream", "stored", "source", "shortfall", "quarantined", "partial count", "method"])},
     )
 
 
@@ -52,14 +53,24 @@ def materialize_collection(context: dg.AssetExecutionContext, ledger: LedgerReso
         context.log.warning(note)
     if report.late_events:
         context.log.warning(f"{len(report.late_events)} late event(s) for epochs already in review or finalized")
-    streams = [{"stream": k, "pages": v.pages, "new": v.new, "seen": v.seen, "cursor": str(v.cursor)} for k, v in sorted(report.streams.items())]
+    streams = [{"stream": k, "pages": v.pages, "new": v.new, "seen": v.seen, "quarantined": len(v.quarantined), "cursor": str(v.cursor)}
+               for k, v in sorted(report.streams.items())]
+    if report.quarantined:
+        context.log.warning(f"{report.quarantined} unreadable item(s) quarantined (not credited; see the quarantined_items metadata)")
     metadata: dict = {
         **ints(new_events=report.new, already_stored=report.seen, api_requests=report.requests,
                rate_limit_waits=len(report.waits), rate_limit_wait_seconds=report.waited_seconds, late_events=len(report.late_events)),
         "mode": "full window" if report.full else "incremental (open window)",
         "window": f"[{start.isoformat()}, {end.isoformat()})",
-        "streams": markdown_table(streams, ["stream", "pages", "new", "seen", "cursor"]),
+        "streams": markdown_table(streams, ["stream", "pages", "new", "seen", "quarantined", "cursor"]),
+        "quarantined": dg.MetadataValue.int(report.quarantined),
     }
+    if report.quarantined:
+        shas = [sha for v in report.streams.values() for sha in v.quarantined]
+        items = [{"stream": f"{q['source']}:{q['stream']}:{q['source_ref']}", "item": q["item_key"] or "(id unreadable)",
+                  "reason": q["reason"][:200], "times seen": q["times_seen"], "sha256": q["raw_sha256"][:16]}
+                 for q in store.unresolved_quarantined(shas)]
+        metadata["quarantined_items"] = markdown_table(items, ["stream", "item", "reason", "times seen", "sha256"])
     if report.late_events:
         metadata["late_event_ids"] = markdown_table([{"event_id": e} for e in report.late_events], ["event_id"])
     return dg.MaterializeResult(metadata=metadata, check_results=[_completeness_result(context, store, key, report)])

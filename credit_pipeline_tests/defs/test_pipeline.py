@@ -218,3 +218,20 @@ def test_dagster_cli_validates_the_workspace(dagster_db_url, policy_file, tmp_pa
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "Validation successful" in done.stdout + done.stderr
 
+
+
+def test_a_quarantined_item_is_shown_on_the_raw_asset_and_its_check_fails(defs, instance, sandbox, org, ledger):
+    from credit_pipeline.sandbox.faults import Fault
+
+    key = org.windows[0][0].date().isoformat()
+    sandbox.faults.add(Fault.malformed_item("merged_at", "yesterday-ish", index=1), server="github", path=r"/pulls$", times=None)
+    result = run_week(defs, instance, key, ["raw_github_activity"])
+    meta = latest_metadata(instance, "raw_github_activity", key)
+    assert meta["quarantined"] >= 1
+    assert "field 'merged\\_at' is not an ISO 8601 timestamp" in meta["quarantined_items"] and "quarantined" in meta["streams"]  # escaped
+    [check] = [e for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    evaluation = check.event_specific_data
+    assert not evaluation.passed and "quarantined" in evaluation.metadata["streams"].value
+    sandbox.faults.clear()
+    assert run_week(defs, instance, key, ["raw_github_activity"]).success  # read on the next pass: the check passes
+    assert latest_metadata(instance, "raw_github_activity", key)["quarantined"] == 0
