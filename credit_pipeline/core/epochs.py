@@ -69,8 +69,9 @@ def parse_epoch_key(key: str) -> date:
     ``date.fromisoformat`` accepts) would be a second name for the same epoch.
     """
     if not isinstance(key, str) or not EPOCH_KEY.fullmatch(key):
-        hint = _meant(key) if isinstance(key, str) else ""
-        raise EpochKeyError(f"epoch key {key!r} is not a date written YYYY-MM-DD (for example 2026-02-16){hint}")
+        hint = _meant(key) if isinstance(key, str) and len(key) <= 64 else ""
+        shown = repr(key[:40]) + "…" if isinstance(key, str) and len(key) > 40 else repr(key)  # never echo a huge value
+        raise EpochKeyError(f"epoch key {shown} is not a date written YYYY-MM-DD (for example 2026-02-16){hint}")
     try:
         day = date.fromisoformat(key)
     except ValueError:

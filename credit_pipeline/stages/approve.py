@@ -56,7 +56,8 @@ def approve_epoch(store: LedgerStore, key: str, reviewed_hash: str, signature: s
     """Check and record one approval; ApprovalRefused says what is wrong."""
     reviewed = (reviewed_hash or "").strip().lower()
     if len(reviewed) != 64 or not set(reviewed) <= HEX:
-        raise ApprovalRefused(f"the reviewed allocation set hash {reviewed_hash!r} is not 64 hex digits; "
+        shown = repr(reviewed_hash[:20]) + "…" if isinstance(reviewed_hash, str) and len(reviewed_hash) > 20 else repr(reviewed_hash)
+        raise ApprovalRefused(f"the reviewed allocation set hash {shown} is not 64 hex digits; "
                               f"copy allocation_set_hash from credit-pipeline approve --epoch {key} --print-message")
     try:
         normalized = normalize_signature((signature or "").strip())

@@ -151,9 +151,27 @@ def test_approval_refusals_through_the_job(defs, instance, org, ledger):
         (key, ahash, "0x1234", "cannot be recovered"),
         (open_key, ahash, good, "not in review"),
     ]
+    tuesday = (datetime.fromisoformat(key) + timedelta(days=1)).date().isoformat()
+    # Each class of bad Launchpad value: refused before the ledger is touched, the failure naming the field.
+    cases += [
+        ("2026-W08-1", ahash, good, "config field epoch_key: epoch key '2026-W08-1' is not a date written YYYY-MM-DD"),
+        (tuesday, ahash, good, f"config field epoch_key: epoch key '{tuesday}' is a Tuesday"),
+        ("", ahash, good, "config field epoch_key"),
+        (key + "\n\x00", ahash, good, "config field epoch_key"),
+        ("9" * 100_000, ahash, good, "config field epoch_key"),
+        (key, ahash[:63], good, "config field allocation_set_hash: "),
+        (key, "g" * 64, good, "config field allocation_set_hash: "),
+        (key, "", good, "config field allocation_set_hash: '' (0 characters)"),
+        (key, "f" * 1_000_000, good, "(1000000 characters) is not 64 hex digits"),
+        (key, ahash, "", "config field signature: "),
+        (key, ahash, "0x" + "zz" * 65, "config field signature: "),
+        (key, ahash, good[:-2], "config field signature: "),
+    ]
     for epoch, hash_, signature, expected in cases:
         result = approve(defs, instance, epoch, hash_, signature)
-        assert not result.success and expected in failure_message(result), (expected, failure_message(result))
+        message = failure_message(result)
+        assert not result.success and expected in message, (expected, message)
+        assert len(message) < 2000  # never echoes a huge value back
     assert ledger.approvals(key) == [] and ledger.approvals(open_key) == []
 
 
