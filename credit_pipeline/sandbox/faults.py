@@ -23,9 +23,7 @@ Kinds and what the client sees:
 - ``delay``: the real response after ``delay`` seconds.
 - ``truncated_body``: the real response (status and headers) with its body cut after ``keep`` of its
   bytes, mid-JSON, and a ``Content-Length`` that matches the cut body (a proxy that lost the tail).
-  The servers' dispatch (``http_base``) does not know this kind yet: call
-  ``serve_truncated_bodies(sandbox)`` once after ``start_sandbox``; without it the kind degrades to a
-  502 (never to a 200 with a wrong body).
+  Only a 200 is cut; any other answer is sent whole.
 """
 
 from __future__ import annotations
@@ -273,31 +271,3 @@ def truncate_body(data: bytes, fault: Fault) -> bytes:
         return b""
     cut = min(len(data) - 1, max(1, int(len(data) * fault.keep)))
     return data[:cut]
-
-
-def serve_truncated_bodies(sandbox: Any) -> None:
-    """Teach a running sandbox's two apps to answer ``truncated_body`` faults (idempotent).
-
-    The generic dispatch sends every kind it does not know to the app's ``fault_response``; this wraps
-    that method (on the app instances only) so a ``truncated_body`` fault answers the real response with
-    its encoded body cut. Another kind is passed through unchanged."""
-    from credit_pipeline.sandbox.http_base import App, Response  # http_base imports this module
-
-    for app in (sandbox.github.app, sandbox.discord.app):
-        if getattr(app, "_serves_truncated_bodies", False):
-            continue
-        original = app.fault_response
-
-        def fault_response(fault: Fault, request: Any, _app: Any = app, _original: Any = original) -> Any:
-            if fault.kind is not FaultKind.TRUNCATED_BODY:
-                return _original(fault, request)
-            try:
-                response = _app.handle(request)
-            except Exception as exc:  # as the dispatch does: a sandbox bug is a 500
-                return Response(500, {"message": f"sandbox error: {type(exc).__name__}: {exc}"})
-            # The plain JSON bytes (the app's own encode runs again on the cut body: ETag, 304, ...).
-            response.raw = truncate_body(App.encode(_app, request, response), fault)
-            return response
-
-        app.fault_response = fault_response
-        app._serves_truncated_bodies = True

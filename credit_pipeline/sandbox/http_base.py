@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from credit_pipeline.sandbox.faults import Fault, FaultKind, FaultPlan, corrupt_payload
+from credit_pipeline.sandbox.faults import Fault, FaultKind, FaultPlan, corrupt_payload, truncate_body
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +154,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if fault and fault.kind is FaultKind.DELAY:
             time.sleep(fault.delay)
-        if fault and fault.kind not in (FaultKind.DELAY, FaultKind.MALFORMED_ITEM):
+        if fault and fault.kind not in (FaultKind.DELAY, FaultKind.MALFORMED_ITEM, FaultKind.TRUNCATED_BODY):
             response = app.fault_response(fault, request)
         else:
             try:
@@ -168,6 +168,8 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as exc:  # e.g. a corrupted value that is not JSON-serialisable
             response = Response(500, {"message": f"sandbox error: {type(exc).__name__}: {exc}"})
             data = json.dumps(response.payload).encode()
+        if fault and fault.kind is FaultKind.TRUNCATED_BODY and response.status == 200:
+            data = truncate_body(data, fault)  # the real status and headers; Content-Length matches the cut body
         # Record before replying: a client that reads the log right after its response must see it.
         self._record(request, response.status, kind)
         self._send(response, data)

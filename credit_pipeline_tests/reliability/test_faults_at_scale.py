@@ -35,7 +35,7 @@ import pytest
 import sqlalchemy as sa
 
 from credit_pipeline.ledger.store import LedgerStore
-from credit_pipeline.sandbox.faults import Fault, FaultRule, serve_truncated_bodies
+from credit_pipeline.sandbox.faults import Fault, FaultRule
 from credit_pipeline.sandbox.runner import Sandbox, start_sandbox
 from credit_pipeline.sources.base import SourceError
 from credit_pipeline.stages.collect import collect_epoch
@@ -87,7 +87,7 @@ CLASSES: list[FaultClass] = [
     FaultClass("discord 5xx", "discord", lambda r: Fault.server_error(r.choice(DC_5XX))),
     FaultClass("discord dropped connection", "discord", lambda r: Fault.drop_connection()),
 ]
-TRUNCATED = [  # served by the sandbox through serve_truncated_bodies (see the fixture)
+TRUNCATED = [  # a 200 whose body is cut mid-JSON
     FaultClass("github truncated body", "github", lambda r: Fault.truncated_body(keep=r.uniform(0.05, 0.95))),
     FaultClass("discord truncated body", "discord", lambda r: Fault.truncated_body(keep=r.uniform(0.05, 0.95))),
 ]
@@ -171,7 +171,6 @@ def week_sandbox(big_org) -> Iterator[Sandbox]:
     # The search resource's real 30/minute would make the closed passes wait a minute: not what this measures.
     with start_sandbox(big_org, github_token=GITHUB_TOKEN, discord_token=DISCORD_TOKEN,
                        github_rate_limits={"search": (10_000, 60.0)}) as sandbox:
-        serve_truncated_bodies(sandbox)
         yield sandbox
 
 

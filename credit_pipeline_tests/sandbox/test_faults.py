@@ -204,14 +204,8 @@ def test_rule_matching_by_method_query_and_occurrence(sandbox) -> None:
 
 
 def test_truncated_body_keeps_status_and_headers_and_cuts_the_json(sandbox, org) -> None:
-    from credit_pipeline.sandbox.faults import serve_truncated_bodies, truncate_body
+    from credit_pipeline.sandbox.faults import truncate_body
 
-    if not getattr(sandbox.github.app, "_serves_truncated_bodies", False):  # the module's sandbox, not taught yet
-        sandbox.faults.add(Fault.truncated_body(keep=0.5), path=r"/pulls$", nth=1)
-        assert gh_get(sandbox, state="closed").status_code == 502  # never a 200 with a wrong body
-        sandbox.log.reset()
-    serve_truncated_bodies(sandbox)
-    serve_truncated_bodies(sandbox)  # idempotent
     channel = f"/channels/{org.allow_listed_channels[0].id}/messages"
     sandbox.faults.add(Fault.truncated_body(keep=0.5), path=r"/pulls$", nth=1)
     sandbox.faults.add(Fault.truncated_body(keep=0.3), server="discord", path=r"/messages$", nth=1)
