@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from credit_pipeline.core.epochs import EpochKeyError
 from credit_pipeline.core.policy import PolicyError
@@ -19,6 +20,7 @@ from credit_pipeline.ledger.migrations import MigrationError
 from credit_pipeline.sources.base import SourceError
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+FREE_TEXT_OPTIONS = {"--reason", "--note", "--evidence"}
 
 
 class UsageError(ValueError):
@@ -420,17 +422,36 @@ def _identity_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("external_id", help="GitHub numeric user id or Discord user snowflake (never a login)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="credit-pipeline", description="Transparent weekly contributor payouts on Dagster.")
-    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (what is wrong, and where the help is), exit 2, like every refusal."""
 
-    db = sub.add_parser("db", help="ledger database: upgrade, status").add_subparsers(dest="db_command", required=True)
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"error: {_excerpt(message)} (see {self.prog} --help)\n")
+
+
+def whole_number(text: str) -> int:
+    """An integer written in plain decimal digits (an optional leading '-'), nothing around it."""
+    if not re.fullmatch(r"-?[0-9]{1,100}", text):
+        raise argparse.ArgumentTypeError(f"{_excerpt(repr(text))} is not a whole number written in at most 100 decimal digits")
+    return int(text)
+
+
+def _excerpt(text: str, limit: int = 48) -> str:
+    """``text`` with every run of more than ``limit`` non-space characters cut short: no error echoes a huge value."""
+    return re.sub(r"\S{%d,}" % (limit + 1), lambda m: m.group(0)[:limit] + "…", text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="credit-pipeline", description="Transparent weekly contributor payouts on Dagster.")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=OneLineParser)
+
+    db = sub.add_parser("db", help="ledger database: upgrade, status").add_subparsers(dest="db_command", required=True, parser_class=OneLineParser)
     db.add_parser("upgrade", help="apply pending sql/ migrations").set_defaults(func=cmd_db_upgrade)
     db.add_parser("status", help="show the database, the server and applied migrations").set_defaults(func=cmd_db_status)
     db.add_parser("stop", help="stop the embedded server of $CREDIT_PIPELINE_HOME (it is restarted on next use)").set_defaults(func=cmd_db_stop)
 
-    policy = sub.add_parser("policy", help="the weight policy").add_subparsers(dest="policy_command", required=True)
+    policy = sub.add_parser("policy", help="the weight policy").add_subparsers(dest="policy_command", required=True, parser_class=OneLineParser)
     check = policy.add_parser("check", help="validate a policy file and print its hash")
     check.add_argument("--policy", help="policy file (default $CREDIT_PIPELINE_POLICY or ./policy.yaml)")
     check.set_defaults(func=cmd_policy_check)
@@ -439,7 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
     epochs.add_argument("--json", action="store_true")
     epochs.set_defaults(func=cmd_epochs)
 
-    identity = sub.add_parser("identity", help="bind platform accounts to people").add_subparsers(dest="identity_command", required=True)
+    identity = sub.add_parser("identity", help="bind platform accounts to people").add_subparsers(dest="identity_command", required=True, parser_class=OneLineParser)
     bind = identity.add_parser("bind", help="bind an account to a person")
     _identity_args(bind)
     bind.add_argument("user_id", help="the person's id in your DAO (e.g. alice)")
@@ -467,7 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument("--policy", help="policy file (default $CREDIT_PIPELINE_POLICY or ./policy.yaml)")
     collect.set_defaults(func=cmd_collect)
 
-    sandbox = sub.add_parser("sandbox", help="local stand-ins for the GitHub and Discord APIs").add_subparsers(dest="sandbox_command", required=True)
+    sandbox = sub.add_parser("sandbox", help="local stand-ins for the GitHub and Discord APIs").add_subparsers(dest="sandbox_command", required=True, parser_class=OneLineParser)
     serve = sandbox.add_parser("serve", help="serve a generated sample org until Ctrl-C")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--github-port", type=int, default=8765)
@@ -498,13 +519,13 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=["json", "csv", "safe-csv", "md"], default="json",
                         help="safe-csv neutralizes cells a spreadsheet would run as formulas")
     export.add_argument("--output", "-o", help="file to write (default: stdout)")
-    export.add_argument("--revision", type=int, help="an earlier statement revision (default: the latest, the one that pays)")
+    export.add_argument("--revision", type=whole_number, help="an earlier statement revision (default: the latest, the one that pays)")
     export.set_defaults(func=cmd_export)
 
     adjust = sub.add_parser("adjust", help="set a recipient's final units in an epoch, with a reason")
     adjust.add_argument("--epoch", required=True)
     adjust.add_argument("--recipient", required=True, help="a person's id or a claimant provider:external_id")
-    adjust.add_argument("--units", type=int, help="final units (milli-units, integer >= 0)")
+    adjust.add_argument("--units", type=whole_number, help="final units (milli-units, integer >= 0)")
     adjust.add_argument("--reason")
     adjust.add_argument("--clear", action="store_true", help="drop the adjustment (back to the proposal)")
     adjust.add_argument("--policy")
@@ -516,7 +537,7 @@ def build_parser() -> argparse.ArgumentParser:
     state.add_argument("--exclude", action="store_true")
     state.add_argument("--include", action="store_true")
     weight = curate.add_mutually_exclusive_group()
-    weight.add_argument("--weight", type=int, help="override weight in milli-units (>= 0)")
+    weight.add_argument("--weight", type=whole_number, help="override weight in milli-units (>= 0)")
     weight.add_argument("--clear-weight", action="store_true")
     curate.add_argument("--note")
     curate.add_argument("--policy")
@@ -530,15 +551,15 @@ def build_parser() -> argparse.ArgumentParser:
     correct = sub.add_parser("correct", help="correct a finalized epoch: set a recipient's units for the next statement revision")
     correct.add_argument("--epoch", required=True)
     correct.add_argument("--recipient", required=True, help="a person's id or a claimant provider:external_id")
-    correct.add_argument("--units", required=True, type=int, help="corrected final units (milli-units, integer >= 0)")
+    correct.add_argument("--units", required=True, type=whole_number, help="corrected final units (milli-units, integer >= 0)")
     correct.add_argument("--reason", required=True)
     correct.set_defaults(func=cmd_correct)
 
-    pool = sub.add_parser("pool", help="pool components").add_subparsers(dest="pool_command", required=True)
+    pool = sub.add_parser("pool", help="pool components").add_subparsers(dest="pool_command", required=True, parser_class=OneLineParser)
     pool_add = pool.add_parser("add", help="record a kpi_bonus or top_up component (append-only)")
     pool_add.add_argument("--epoch", required=True)
     pool_add.add_argument("--component", required=True, choices=["kpi_bonus", "top_up", "base_issuance"])
-    pool_add.add_argument("--amount", required=True, type=int)
+    pool_add.add_argument("--amount", required=True, type=whole_number)
     pool_add.add_argument("--evidence", help="a reference to the decision (vote, proposal URL)")
     pool_add.add_argument("--note")
     pool_add.set_defaults(func=cmd_pool_add)
@@ -589,12 +610,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from credit_pipeline.ledger.store import LedgerError
 
+    argv = list(sys.argv[1:] if argv is None else argv)
+    for position, value in enumerate(argv, 1):
+        free_text = position > 1 and argv[position - 2] in FREE_TEXT_OPTIONS  # a reason or note may span lines
+        if "\x00" in value or (not free_text and any(c in value for c in "\r\n")):
+            where = f"the value of {argv[position - 2]}" if position > 1 and argv[position - 2].startswith("--") else f"argument {position}"
+            print(f"error: {where} ({_excerpt(repr(value))}) contains a control character; retype it", file=sys.stderr)
+            return EXIT_BAD_INPUT
     args = build_parser().parse_args(argv)
 
     def refuse(message: str) -> int:
         if args.debug:
             traceback.print_exc()
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {_excerpt(message, 80)}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
     try:

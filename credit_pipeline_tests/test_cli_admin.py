@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+import re
 
 import pytest
 import yaml
@@ -119,9 +120,9 @@ BAD_INPUTS = [
     (["identity", "bind", "github", "12a", "alice"], "numeric user id"),
     (["identity", "bind", "github", "", "alice"], "numeric user id"),
     (["identity", "bind", "github", "12", "Alice"], "person id"),
-    (["identity", "bind", "github", "12", "alice\nbob:5"], "person id"),
+    (["identity", "bind", "github", "12", "alice\nbob:5"], "control character"),
     (["adjust", "--epoch", KEY, "--recipient", "github:200", "--units", "1" + "0" * 20, "--reason", "x"], "2^63-1"),
-    (["adjust", "--epoch", KEY, "--recipient", "x\ny:1", "--units", "5", "--reason", "x"], "recipient id"),
+    (["adjust", "--epoch", KEY, "--recipient", "x\ny:1", "--units", "5", "--reason", "x"], "the value of --recipient"),
     (["curate", "--event", "github:pr:acme/widgets:3", "--weight", "1" + "0" * 20], "10^12"),
     (["pool", "add", "--epoch", KEY, "--component", "top_up", "--amount", "1" + "0" * 81], "10^60"),
     (["pool", "add", "--epoch", "9999-12-27", "--component", "top_up", "--amount", "5"], "does not exist"),
@@ -169,4 +170,63 @@ def test_a_transaction_the_server_aborts_is_not_called_an_unreachable_database(e
     err = capsys.readouterr().err
     assert err.startswith("error: the ledger aborted this transaction (PostgreSQL 55P03), nothing was written") and err.count("\n") == 1, err
     assert "does not answer" not in err and "run the command again" in err
+    assert ledger_digest(store) == before
+
+
+# The whole matrix: every command that takes an epoch, a number or an id, with each class of bad value.
+EPOCH_BAD = {"unknown epoch": "2026-03-02", "Tuesday": "2026-02-17", "ISO week": "2026-W08-1", "empty": "",
+             "control characters": "2026-02-16\n\x00", "huge": "9" * 10_000}
+NUMBER_BAD = {"negative": "-5", "float": "1.5", "exponent": "1e3", "huge": "1" + "0" * 90, "too many digits": "9" * 5000,
+              "empty": "", "control characters": "5\n"}
+ID_BAD = {"empty": "", "control characters": "al\x00ice\n", "huge": "a" * 10_000, "unknown": "nobody-at-all"}
+EPOCH_COMMANDS = {
+    "approve": ["approve", "--epoch", "{}", "--print-message"],
+    "adjust": ["adjust", "--epoch", "{}", "--recipient", "github:200", "--units", "5", "--reason", "x"],
+    "pool add": ["pool", "add", "--epoch", "{}", "--component", "top_up", "--amount", "5"],
+    "verify": ["verify", "--epoch", "{}"],
+    "correct": ["correct", "--epoch", "{}", "--recipient", "github:200", "--units", "5", "--reason", "x"],
+    "waive": ["waive", "--epoch", "{}", "--reason", "x"],
+    "export": ["export", "--epoch", "{}"],
+    "simulate": ["simulate", "--epoch", "{}", "--policy", "POLICY"],
+}
+NUMBER_COMMANDS = {
+    "adjust --units": ["adjust", "--epoch", KEY, "--recipient", "github:200", "--units", "{}", "--reason", "x"],
+    "pool add --amount": ["pool", "add", "--epoch", KEY, "--component", "top_up", "--amount", "{}"],
+    "curate --weight": ["curate", "--event", "github:pr:acme/widgets:3", "--weight", "{}"],
+    "correct --units": ["correct", "--epoch", KEY, "--recipient", "github:200", "--units", "{}", "--reason", "x"],
+    "export --revision": ["export", "--epoch", KEY, "--revision", "{}"],
+}
+ID_COMMANDS = {
+    "curate --event": ["curate", "--event", "{}", "--exclude"],
+    "adjust --recipient": ["adjust", "--epoch", KEY, "--recipient", "{}", "--units", "5", "--reason", "x"],
+    "identity bind (person)": ["identity", "bind", "github", "12", "{}"],
+    "identity bind (account)": ["identity", "bind", "github", "{}", "alice"],
+    "identity revoke": ["identity", "revoke", "github", "{}"],
+    "identity merge": ["identity", "merge", "{}", "alice"],
+}
+MATRIX = ([(f"{c} / epoch {k}", [a.replace("{}", v) for a in argv]) for c, argv in EPOCH_COMMANDS.items() for k, v in EPOCH_BAD.items()]
+          + [(f"{c} / {k}", [a.replace("{}", v) for a in argv]) for c, argv in NUMBER_COMMANDS.items() for k, v in NUMBER_BAD.items()]
+          + [(f"{c} / {k}", [a.replace("{}", v) for a in argv]) for c, argv in ID_COMMANDS.items() for k, v in ID_BAD.items()
+             # Binding an unknown person is how people are made; adjusting one gives manual credit (proposed 0, with a reason).
+             if not (k == "unknown" and (c.startswith("identity bind") or c == "adjust --recipient"))])
+# What the one line must name: the value's field, the thing it refers to, or what is wrong with it.
+NAMED = re.compile(r"epoch|units|amount|weight|revision|event|recipient|person id|account|control character|whole number|statement|policy")
+
+
+@pytest.mark.parametrize("argv", [a for _, a in MATRIX], ids=[n for n, _ in MATRIX])
+def test_the_bad_input_matrix(env, store, capsys, argv):
+    from credit_pipeline_tests.stages.test_integrity_stateful import ledger_digest
+
+    argv = [str(env) if a == "POLICY" else a for a in argv]
+    before = ledger_digest(store)
+    capsys.readouterr()
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's own refusals (a float for an integer option)
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    assert NAMED.search(err), err
+    assert len(err) < 400, err  # an excerpt of the bad value at most
     assert ledger_digest(store) == before
