@@ -622,7 +622,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     def refuse(message: str) -> int:
         if args.debug:
             traceback.print_exc()
-        print(f"error: {_excerpt(message, 80)}", file=sys.stderr)
+        # One line: a list of problems (a policy file's) is joined with '; '.
+        one_line = "; ".join(line.strip().removeprefix("- ") for line in message.splitlines() if line.strip())
+        print(f"error: {_excerpt(one_line, 80)}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
     try:

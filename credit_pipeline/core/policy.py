@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, ValidationError, field_validator
 
 from credit_pipeline.core.canonical import canonical_hash
+from credit_pipeline.core.events import EVENT_TYPES
 from credit_pipeline.core.policy_yaml import PolicyYamlError, excerpt, load_policy_yaml
 
 WEIGHT_KEY = re.compile(r"^(github|discord):[a-z][a-z_]*$")
@@ -103,6 +104,15 @@ class Policy(_Strict):
     pool: PoolSection
     # validate_default: leaving approvers out is refused with the same message as listing none.
     approvers: list[str] = Field(default_factory=list, validate_default=True)
+
+    @field_validator("weights")
+    @classmethod
+    def _known_event_types(cls, value: dict[str, int]) -> dict[str, int]:
+        known = [f"{source}:{kind}" for source, kinds in EVENT_TYPES.items() for kind in kinds]
+        unknown = [k for k in value if k not in known]
+        if unknown:  # a misspelt key would otherwise weigh nothing, silently
+            raise ValueError(f"{excerpt(unknown[0])} is not an event type the pipeline collects; use one of {', '.join(known)}")
+        return value
 
     @field_validator("approvers", mode="before")
     @classmethod

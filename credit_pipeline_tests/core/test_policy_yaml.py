@@ -85,3 +85,39 @@ def test_no_other_spelling_of_a_number_is_silently_converted(n, form):
     else:
         with pytest.raises(PolicyError):
             parse_policy(with_weight(written))
+
+
+APPROVER = 'approvers: ["0x1111111111111111111111111111111111111111"]'
+BASE = "  base_issuance: 10000          # credits per epoch\n"
+
+
+@pytest.mark.parametrize("edit, expected", [
+    (lambda p: p.replace(APPROVER, 'approvers: ["alice"]'), "approvers"),
+    (lambda p: p.replace(APPROVER, 'approvers: ["0x11111111111111111111111111111111111111"]'), "approvers"),  # 38 hex digits
+    (lambda p: p.replace(APPROVER, "approvers: []"), "approvers"),
+    (lambda p: p.replace(APPROVER, "approvers: true"), "approvers"),
+    (lambda p: p.replace("pool:\n" + BASE, ""), "pool"),
+    (lambda p: p.replace(BASE, "  base_issuance: -1\n"), "base_issuance"),
+    (lambda p: p.replace(BASE, "  base_issuance: 1.5\n"), "base_issuance"),
+    (lambda p: p.replace(BASE, "  base_issuance: true\n"), "base_issuance"),
+    (lambda p: p.replace(BASE, "  base_issuance: 1" + "0" * 61 + "\n"), "base_issuance"),
+    (lambda p: p + "bonus_weights: {}\n", "bonus_weights"),
+    (lambda p: p.replace("version: 1", "version: true"), "version"),
+    (lambda p: p.replace("  anchor: 2026-01-05", "  anchor: 2026-01-06"), "anchor"),
+    (lambda p: p.replace("  anchor: 2026-01-05", '  anchor: "2026-01-05\\u0000"'), "anchor"),
+    (lambda p: p.replace(LINE, "  github:pr_merged: 8000\n  github:stars: 5\n"), "github:stars"),
+], ids=["approver not an address", "approver too short", "no approvers", "approvers a boolean", "no base issuance",
+        "negative base issuance", "float base issuance", "boolean base issuance", "base issuance too large", "unknown key",
+        "boolean version", "anchor not a Monday", "anchor with NUL", "unknown event type"])
+def test_every_other_bad_policy_names_the_key(edit, expected):
+    assert expected in problems(edit(ROOT_POLICY))
+
+
+def test_a_bad_policy_file_exits_2_with_one_line(tmp_path, capsys):
+    from credit_pipeline.cli import main
+
+    bad = tmp_path / "policy.yaml"
+    bad.write_text(ROOT_POLICY.replace(APPROVER, 'approvers: ["alice"]'))
+    assert main(["policy", "check", "--policy", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "approvers" in err, err
