@@ -283,9 +283,30 @@ class KillPoint:
     occurrence: Occurrence
     phase: str
     what: str
+    # What the database must show right after the kill (uncommitted work invisible, committed work kept):
+    # probe name -> expected value, or a function of the reference giving it.
+    after_kill: tuple[tuple[str, Any], ...] = ()
 
     def resolve(self, ref: Reference) -> int:
         return self.occurrence(ref) if callable(self.occurrence) else self.occurrence
+
+
+PROBES = {
+    "status": "SELECT status FROM epochs WHERE epoch_key = :k",
+    "curated": "SELECT count(*) FROM activity_curation WHERE epoch_key = :k",
+    "allocations": "SELECT count(*) FROM epoch_allocations WHERE epoch_key = :k",
+    "pool": "SELECT count(*) FROM epoch_pool_components WHERE epoch_key = :k",
+    "approvals": "SELECT count(*) FROM epoch_approvals WHERE epoch_key = :k",
+    "statements": "SELECT count(*) FROM payout_statements WHERE epoch_key = :k",
+}
+
+
+def all_curated(ref: Reference) -> int:
+    return len(ref.view["curation"])
+
+
+def all_allocations(ref: Reference) -> int:
+    return len(ref.view["allocations"])
 
 
 def middle_page(step: str) -> Callable[[Reference], int]:
@@ -332,33 +353,33 @@ KILL_POINTS = [
     KillPoint("discord-before-completeness", "collect-discord", "credit_pipeline.stages.collect:check_completeness", 1, "before",
               "every Discord page committed, completeness not recorded"),
     KillPoint("resolve-midway", "resolve", "credit_pipeline.stages.resolve:resolve_recipient", resolve_midway, "before",
-              "resolving the week's events, half of them resolved, nothing written"),
+              "resolving the week's events, half of them resolved, nothing written", after_kill=(("curated", 0),)),
     KillPoint("resolve-curation-uncommitted", "resolve", "sql:^\\s*INSERT INTO activity_curation", 1, "after",
-              "the curation INSERT executed inside its transaction, not committed"),
+              "the curation INSERT executed inside its transaction, not committed", after_kill=(("curated", 0),)),
     KillPoint("resolve-after-curation-commit", "resolve", "credit_pipeline.ledger.curation:CurationStore.curate", 1, "after",
-              "curation committed, the resolution summary not computed"),
+              "curation committed, the resolution summary not computed", after_kill=(("curated", all_curated), ("allocations", 0))),
     KillPoint("allocate-proposals-uncommitted", "allocate", "credit_pipeline.ledger.curation:CurationStore.upsert_allocations", 1, "after",
-              "proposals written inside allocate's transaction, not committed"),
+              "proposals written inside allocate's transaction, not committed", after_kill=(("allocations", 0), ("status", "open"))),
     KillPoint("allocate-entering-review", "allocate", "credit_pipeline.ledger.epoch_rows:EpochStore.enter_review", 1, "after",
-              "the epoch moved to review with its policy pinned, uncommitted"),
+              "the epoch moved to review with its policy pinned, uncommitted", after_kill=(("allocations", 0), ("status", "open"), ("pool", 0))),
     KillPoint("allocate-pool-uncommitted", "allocate", "credit_pipeline.ledger.curation:CurationStore.add_pool_component", 1, "after",
-              "base issuance recorded inside allocate's transaction, not committed"),
+              "base issuance recorded inside allocate's transaction, not committed", after_kill=(("allocations", 0), ("status", "open"), ("pool", 0))),
     KillPoint("allocate-committed", "allocate", "credit_pipeline.stages.allocate:allocate_epoch", 1, "after",
-              "review entered and committed, before the step reports"),
+              "review entered and committed, before the step reports", after_kill=(("allocations", all_allocations), ("status", "review"), ("pool", 1))),
     KillPoint("approve-before-record", "approve", "credit_pipeline.ledger.payout_rows:PayoutStore.record_approval", 1, "before",
-              "signature checked, the approval not recorded"),
+              "signature checked, the approval not recorded", after_kill=(("approvals", 0),)),
     KillPoint("approve-record-uncommitted", "approve", "credit_pipeline.ledger.payout_rows:PayoutStore.record_approval", 1, "after",
-              "the approval inserted inside approve's transaction, not committed"),
+              "the approval inserted inside approve's transaction, not committed", after_kill=(("approvals", 0),)),
     KillPoint("approve-committed", "approve", "credit_pipeline.stages.approve:approve_epoch", 1, "after",
-              "the approval committed, before the step reports"),
+              "the approval committed, before the step reports", after_kill=(("approvals", 1),)),
     KillPoint("finalize-built-not-written", "finalize", "credit_pipeline.stages.finalize:_build_for_finalize", 1, "after",
-              "the statement built and verified in memory, nothing inserted"),
+              "the statement built and verified in memory, nothing inserted", after_kill=(("statements", 0), ("status", "review"))),
     KillPoint("finalize-statement-inserted-uncommitted", "finalize", "sql:^\\s*INSERT INTO payout_statements", 1, "after",
-              "the statement row inserted, the epoch not yet finalized, uncommitted"),
+              "the statement row inserted, the epoch not yet finalized, uncommitted", after_kill=(("statements", 0), ("status", "review"))),
     KillPoint("finalize-before-commit", "finalize", "credit_pipeline.ledger.payout_rows:PayoutStore.finalize", 1, "after",
-              "statement inserted and epoch finalized inside the transaction, the commit not yet sent"),
+              "statement inserted and epoch finalized inside the transaction, the commit not yet sent", after_kill=(("statements", 0), ("status", "review"))),
     KillPoint("finalize-after-commit", "finalize", "credit_pipeline.stages.finalize:finalize_epoch", 1, "after",
-              "the statement committed, before verify and the step's report"),
+              "the statement committed, before verify and the step's report", after_kill=(("statements", 1), ("status", "finalized"))),
 ]
 assert len({p.name for p in KILL_POINTS}) == len(KILL_POINTS) >= 10
 
@@ -452,6 +473,9 @@ def run_killed(week: Week, ref: Reference, point: KillPoint, url: str) -> Killed
     facts_after_kill = count(url, "SELECT count(*) FROM activity_events")
     # Only committed pages are visible: exactly the new events of the pages the killed child traced as committed.
     assert facts_after_kill == facts_before + sum(p["new"] for p in killed.trace), "an uncommitted page is visible after the kill"
+    seen = {name: rows_of(url, PROBES[name], k=week.key)[0][0] for name, _ in point.after_kill}
+    wanted = {name: value(ref) if callable(value) else value for name, value in point.after_kill}
+    assert seen == wanted, f"{point.name}: right after the kill the database shows {seen}, expected {wanted}"
     committed, _ = statement_of(url, week.key)
     reruns = [run_ok(week, url, ",".join(STEPS[armed:]))]  # the killed step again, unarmed, then every later one
     data, bundle, facts = assert_same_as_reference(week, ref, url)
