@@ -17,6 +17,12 @@ from credit_pipeline.ledger.records import EpochRecord, EpochStateError, LedgerE
 from credit_pipeline.ledger.store_base import StoreBase
 
 
+def _aware(at: datetime, name: str) -> datetime:
+    if not isinstance(at, datetime) or at.tzinfo is None or at.utcoffset() is None:
+        raise LedgerError(f"{name} must be a datetime with a time zone (got {at!r})")
+    return at
+
+
 # An advisory lock key: identity writes hold it shared, finalize exclusively ("idlg").
 IDENTITY_LOG_LOCK = 0x69646C67
 
@@ -26,8 +32,12 @@ class PayoutStore(StoreBase):
 
     def record_approval(self, key: str, *, allocation_set_hash: str, policy_hash: str, pool_total: int, message: str,
                         signer: str, signature: str, revision: int = 1, ledger_id: str | None = None,
-                        supersedes: str | None = None) -> None:
-        """Append an approval (the caller has verified the signature against the epoch's next revision)."""
+                        supersedes: str | None = None, approved_at: datetime | None = None) -> None:
+        """Append an approval (the caller has verified the signature against the epoch's next revision).
+
+        ``approved_at`` defaults to the database clock; a caller that replays a recorded week passes a fixed time.
+        """
+        stamp = {} if approved_at is None else {"approved_at": _aware(approved_at, "approved_at")}
         with self.transaction() as conn:
             epoch = self._epoch(conn, key, lock=True)
             wanted = "review" if revision == 1 else "finalized"
@@ -38,7 +48,7 @@ class PayoutStore(StoreBase):
                     conn.execute(sa.insert(t.epoch_approvals).values(
                         epoch_key=parse_epoch_key(key), allocation_set_hash=allocation_set_hash, policy_hash=policy_hash,
                         pool_total=pool_total, message=message, signer=signer, signature=signature, revision=revision,
-                        ledger_id=ledger_id, supersedes=supersedes))
+                        ledger_id=ledger_id, supersedes=supersedes, **stamp))
             except sa.exc.IntegrityError as exc:
                 if "approval_once_per_message" in str(exc.orig) or "signature" in str(exc.orig):
                     raise LedgerError(f"{signer} already approved this exact message for epoch {key} (revision {revision}, "
@@ -51,8 +61,8 @@ class PayoutStore(StoreBase):
             rows = conn.execute(sa.select(t.epoch_approvals).where(a.epoch_key == parse_epoch_key(key)).order_by(a.approval_id))
             return [{**r._mapping, "pool_total": int(r.pool_total)} for r in rows]
 
-    def finalize(self, key: str, build: Callable[[Connection, EpochRecord, int, datetime], dict[str, Any] | None]
-                 ) -> tuple[dict[str, Any], bool]:
+    def finalize(self, key: str, build: Callable[[Connection, EpochRecord, int, datetime], dict[str, Any] | None],
+                 issued_at: datetime | None = None) -> tuple[dict[str, Any], bool]:
         """Write the epoch's next statement revision, in one transaction that holds the epoch row.
 
         ``build(conn, epoch, revision, issued_at)`` returns the bundle, or None when
@@ -62,6 +72,7 @@ class PayoutStore(StoreBase):
         ``FOR UPDATE``; every curation, allocation and identity write waits on that
         lock, so nothing changes between what is read and what is written. A
         concurrent second finalize waits for the first and then does the same.
+        ``issued_at`` defaults to the database clock (a replay of a recorded week passes a fixed time).
         """
         with self.transaction() as conn:
             # Identity writes hold this lock shared: the log the statement hashes is the one finalize saw.
@@ -71,7 +82,7 @@ class PayoutStore(StoreBase):
             if epoch.status not in ("review", "finalized"):
                 raise EpochStateError(f"epoch {key} is {epoch.status}; only an epoch in review can be finalized")
             latest = self._latest_revision(conn, key)
-            issued_at = conn.execute(sa.select(sa.func.now())).scalar()
+            issued_at = conn.execute(sa.select(sa.func.now())).scalar() if issued_at is None else _aware(issued_at, "issued_at")
             bundle = build(conn, epoch, latest + 1, issued_at)
             if bundle is None:
                 return self._latest_statement(conn, key), False

@@ -11,6 +11,7 @@ Signatures are stored normalized, so a malleated twin of one is a duplicate.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from credit_pipeline.core.hashing import SignatureError, normalize_signature, recover_signer
 from credit_pipeline.core.policy import Policy
@@ -52,8 +53,9 @@ def approvable_state(store: LedgerStore, key: str, policy: Policy) -> Allocation
     return state
 
 
-def approve_epoch(store: LedgerStore, key: str, reviewed_hash: str, signature: str, policy: Policy) -> ApprovalRecord:
-    """Check and record one approval; ApprovalRefused says what is wrong."""
+def approve_epoch(store: LedgerStore, key: str, reviewed_hash: str, signature: str, policy: Policy,
+                  approved_at: datetime | None = None) -> ApprovalRecord:
+    """Check and record one approval; ApprovalRefused says what is wrong (``approved_at``: the database clock unless given)."""
     reviewed = (reviewed_hash or "").strip().lower()
     if len(reviewed) != 64 or not set(reviewed) <= HEX:
         shown = repr(reviewed_hash[:20]) + "…" if isinstance(reviewed_hash, str) and len(reviewed_hash) > 20 else repr(reviewed_hash)
@@ -86,5 +88,6 @@ def approve_epoch(store: LedgerStore, key: str, reviewed_hash: str, signature: s
             )
         store.record_approval(key, allocation_set_hash=state.allocation_set_hash, policy_hash=state.policy_hash,
                               pool_total=state.pool_total, message=state.approval_message, signer=signer, signature=normalized,
-                              revision=state.revision, ledger_id=state.ledger_id, supersedes=state.supersedes)
+                              revision=state.revision, ledger_id=state.ledger_id, supersedes=state.supersedes,
+                              approved_at=approved_at)
     return ApprovalRecord(key, state.revision, signer, state.allocation_set_hash, state.pool_total, state.approval_message)

@@ -129,8 +129,13 @@ def _build_for_finalize(store: LedgerStore, conn: Connection, epoch: EpochRecord
     return built.bundle
 
 
-def finalize_epoch(store: LedgerStore, key: str) -> FinalizeResult:
-    """Write the next statement revision and finalize (idempotent when nothing new is approved)."""
+def finalize_epoch(store: LedgerStore, key: str, issued_at: datetime | None = None) -> FinalizeResult:
+    """Write the next statement revision and finalize (idempotent when nothing new is approved).
+
+    ``issued_at`` stamps the statement and the epoch's ``finalized_at``; it defaults to the database clock. A replay
+    of a recorded week (the kill tests) passes a fixed time so that its bytes are the recorded run's.
+    """
     with store.atomic():  # every read the build makes goes through the finalize transaction
-        bundle, written = store.finalize(key, lambda conn, epoch, revision, at: _build_for_finalize(store, conn, epoch, revision, at))
+        bundle, written = store.finalize(key, lambda conn, epoch, revision, at: _build_for_finalize(store, conn, epoch, revision, at),
+                                        issued_at=issued_at)
     return FinalizeResult(bundle, written)

@@ -26,8 +26,8 @@ original runs or ``after`` it returned. ``sql:REGEX`` targets the N-th executed 
 Just before killing, the child writes ``KILL POINT REACHED ...`` to stderr; a child that exits normally never
 reached its kill point (the caller must treat that as a failure).
 
-Times: ``--now`` is passed to every stage function that takes one (collection, allocation); the database's
-own clock decides the rest (see test_kills.py for what that means for the statement's bytes).
+Times: ``--now`` is passed to every stage function that takes one: collection and allocation as ``now``, the
+approval as ``approved_at`` and finalize as ``issued_at``, so every run of the week writes the same bytes.
 """
 
 from __future__ import annotations
@@ -165,10 +165,11 @@ def run_step(step: str, store, policy, key: str, now: datetime, approver_key: st
         signer = address_of(approver_key).lower()
         if any(a["message"] == state.approval_message and a["signer"] == signer for a in store.approvals(key)):
             return {"approved": False, "already": True, "allocation_set_hash": state.allocation_set_hash}
-        record = approve.approve_epoch(store, key, state.allocation_set_hash, sign_message(state.approval_message, approver_key), policy)
+        record = approve.approve_epoch(store, key, state.allocation_set_hash, sign_message(state.approval_message, approver_key), policy,
+                                       approved_at=now)
         return {"approved": True, "signer": record.signer, "allocation_set_hash": record.allocation_set_hash}
     if step == "finalize":
-        result = finalize.finalize_epoch(store, key)
+        result = finalize.finalize_epoch(store, key, issued_at=now)
         checked = verify.verify_stored(store, key)
         return {"written": result.written, "statement_hash": result.statement_hash, "verified": checked.ok,
                 "mismatch": None if checked.ok else str(checked.mismatch), "exit": 0 if checked.ok else 4}

@@ -15,21 +15,16 @@ process (``kill_child``) against its own database cloned from the migrated templ
    approval and the epoch row equal the reference's, exactly one statement exists, it verifies, and its
    bytes are the reference's.
 
-Statement bytes and the clock. ``collect_epoch`` and ``allocate_epoch`` take ``now`` (fixed here for every
-run), but three fields of a statement are stamped by the database server's clock with no way to pass a time:
-``issued_at`` and ``epoch.finalized_at`` (``PayoutStore.finalize``: ``SELECT now()``) and each
-``approvals[].approved_at`` (``epoch_approvals.approved_at DEFAULT now()``). Two runs of the same week,
-killed or not, therefore never give the same bytes. The tests assert the strongest equality production
-allows: after a kill, every byte of the statement equals the reference's once those three server-clock
-values (and the ``statement_hash`` over them) are taken from the reference; and whenever a statement had
-committed before the kill, the final bytes equal that committed statement exactly.
-``test_statement_bytes_reproducible_across_runs`` asserts raw byte identity and is marked xfail(strict)
-until production accepts fixed times; when it does, that test XPASSes, fails, and must be unmarked.
+Statement bytes and the clock. Every stage the child runs takes the week's fixed ``--now``: collection and
+allocation as ``now``, the approval as ``approved_at`` and finalize as ``issued_at`` (production leaves the last
+two to the database clock). So a killed-and-rerun week must write exactly the reference's bytes, and whenever
+a statement had committed before the kill, the final bytes are that committed statement.
+``test_statement_bytes_reproducible_across_runs`` checks the premise: an uninterrupted second run of the same
+week gives the reference's bytes.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import signal
@@ -47,7 +42,6 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from credit_pipeline.core.canonical import canonical_hash
 from credit_pipeline.core.hashing import address_of
 from credit_pipeline.core.statement import iso_utc, statement_bytes
 from credit_pipeline.demo import DEMO_APPROVER_KEY, bind_demo_people
@@ -202,19 +196,6 @@ def statement_of(url: str, key: str) -> tuple[bytes | None, dict | None]:
         return (None if text is None else text.encode("utf-8")), bundle
     finally:
         engine.dispose()
-
-
-def with_clock_of(bundle: dict[str, Any], reference: dict[str, Any]) -> dict[str, Any]:
-    """``bundle`` with the reference's server-clock stamps (issued_at, epoch.finalized_at, approvals[].approved_at)
-    and ``statement_hash`` recomputed over the result; nothing else is touched."""
-    out = copy.deepcopy(bundle)
-    out["issued_at"] = reference["issued_at"]
-    out["epoch"]["finalized_at"] = reference["epoch"]["finalized_at"]
-    assert len(out["approvals"]) == len(reference["approvals"]), "a different number of approvals than the reference"
-    for mine, theirs in zip(out["approvals"], reference["approvals"]):
-        mine["approved_at"] = theirs["approved_at"]
-    out.pop("statement_hash")
-    return {**out, "statement_hash": canonical_hash(out)}
 
 
 # -- the reference run ---------------------------------------------------------------------------------------
@@ -496,15 +477,13 @@ def test_sigkill_loses_nothing_and_reproduces_the_statement(week: Week, referenc
         assert run.data == run.committed_before_kill, "the statement committed before the kill changed on the rerun"
     finalized = json.loads(run.reruns[-1].stdout.strip().splitlines()[-1])
     assert finalized["step"] == "finalize" and finalized["written"] == (run.committed_before_kill is None)
-    # Every byte is the reference's once the database-clock stamps are the reference's (see the module docstring).
-    assert statement_bytes(with_clock_of(run.bundle, reference.bundle)) == reference.bytes
+    assert run.data == reference.bytes, f"fields that differ from the reference: {differing_paths(run.bundle, reference.bundle)}"
     RESULTS[point.name] = {"step": point.step, "occurrence": run.occurrence, "phase": point.phase, "kills": 1,
-                           "facts_lost": run.facts["lost"], "facts_duplicated": run.facts["duplicated"], "raw_bytes_identical": run.data == reference.bytes,
-                           "bytes_identical_modulo_db_clock": True, "statement_committed_before_kill": run.committed_before_kill is not None,
+                           "facts_lost": run.facts["lost"], "facts_duplicated": run.facts["duplicated"], "bytes_identical": run.data == reference.bytes, "statement_committed_before_kill": run.committed_before_kill is not None,
                            "seconds": round(run.killed.seconds + sum(c.seconds for c in run.reruns), 1)}
     print(f"\n[{scale}] {point.name}: killed at {point.target} #{run.occurrence} {point.phase} ({point.what}); "
           f"facts {run.facts_before} -> {run.facts_after_kill} at the kill -> {len(reference.view['events'])}; "
-          f"raw bytes identical: {run.data == reference.bytes}")
+          f"bytes identical: {run.data == reference.bytes}")
 
 
 def test_an_unreached_kill_point_fails_the_run(week: Week, reference: Reference):
@@ -515,16 +494,12 @@ def test_an_unreached_kill_point_fails_the_run(week: Week, reference: Reference)
             run_killed(week, reference, never, url)
 
 
-@pytest.mark.xfail(strict=True, reason="production stamps issued_at, epoch.finalized_at (PayoutStore.finalize: SELECT now()) and "
-                                       "approvals[].approved_at (epoch_approvals DEFAULT now()) from the database clock, with no way "
-                                       "to pass a fixed time, so no second run of the same week reproduces the reference's bytes")
 def test_statement_bytes_reproducible_across_runs(week: Week, reference: Reference):
     """A second, uninterrupted approve + finalize of the same week (same rows, same key, same ledger id) gives the
     reference's exact bytes. Every kill test depends on this for raw byte identity."""
     with week.new_database(template=None if FROM_SCRATCH else reference.snapshots["approve"]) as url:
         run_ok(week, url, ",".join(STEPS if FROM_SCRATCH else STEPS[STEPS.index("approve"):]))
         data, bundle, _ = assert_same_as_reference(week, reference, url)
-    assert statement_bytes(with_clock_of(bundle, reference.bundle)) == reference.bytes  # everything else is identical
     assert data == reference.bytes, f"fields that differ: {differing_paths(json.loads(data), reference.bundle)}"
 
 

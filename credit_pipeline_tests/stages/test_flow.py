@@ -139,6 +139,26 @@ def test_approve_finalize_verify(store, week):
     assert verify_stored(store, KEY).ok
 
 
+def test_fixed_times_stamp_the_statement_and_naive_times_are_refused(store, week):
+    """approve_epoch(approved_at=) and finalize_epoch(issued_at=) stamp exactly those times (a replayed week writes
+    the same bytes); a time without a zone is refused before anything is written."""
+    from credit_pipeline.ledger.records import LedgerError
+
+    state = reviewed_epoch(store)
+    signature = sign_message(state.approval_message, APPROVER_KEY)
+    with pytest.raises(LedgerError, match="approved_at must be a datetime with a time zone"):
+        approve_epoch(store, KEY, state.allocation_set_hash, signature, POLICY, approved_at=datetime(2026, 2, 24, 9))
+    assert store.approvals(KEY) == []
+    approve_epoch(store, KEY, state.allocation_set_hash, signature, POLICY, approved_at=datetime(2026, 2, 24, 9, tzinfo=UTC))
+    with pytest.raises(LedgerError, match="issued_at must be a datetime with a time zone"):
+        finalize_epoch(store, KEY, issued_at=datetime(2026, 2, 24, 10))
+    assert store.statement_text(KEY) is None and store.get_epoch(KEY).status == "review"
+    bundle = finalize_epoch(store, KEY, issued_at=datetime(2026, 2, 24, 10, tzinfo=UTC)).bundle
+    assert bundle["issued_at"] == bundle["epoch"]["finalized_at"] == "2026-02-24T10:00:00Z"
+    assert [a["approved_at"] for a in bundle["approvals"]] == ["2026-02-24T09:00:00Z"]
+    assert verify_stored(store, KEY).ok
+
+
 def test_approval_refusals_write_nothing(store, week):
     state = reviewed_epoch(store)
     good = sign_message(state.approval_message, APPROVER_KEY)
