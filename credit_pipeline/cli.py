@@ -411,7 +411,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_dev(args: argparse.Namespace) -> int:
     from credit_pipeline.demo import run_dev
 
-    return run_dev(lambda line: print(line, flush=True), port=args.port)
+    return run_dev(lambda line: print(line, flush=True), port=args.port, github_port=args.github_port, discord_port=args.discord_port)
 
 
 # -- parser --------------------------------------------------------------------
@@ -446,7 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=OneLineParser)
 
-    db = sub.add_parser("db", help="ledger database: upgrade, status").add_subparsers(dest="db_command", required=True, parser_class=OneLineParser)
+    db = sub.add_parser("db", help="ledger database: upgrade, status, stop").add_subparsers(dest="db_command", required=True, parser_class=OneLineParser)
     db.add_parser("upgrade", help="apply pending sql/ migrations").set_defaults(func=cmd_db_upgrade)
     db.add_parser("status", help="show the database, the server and applied migrations").set_defaults(func=cmd_db_status)
     db.add_parser("stop", help="stop the embedded server of $CREDIT_PIPELINE_HOME (it is restarted on next use)").set_defaults(func=cmd_db_stop)
@@ -572,7 +572,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("demo", help="run one full sample week end to end on the embedded default and verify it").set_defaults(func=cmd_demo)
     dev = sub.add_parser("dev", help="the demo environment in the Dagster UI, with the sensor and schedule live")
-    dev.add_argument("--port", type=int, default=3000)
+    dev.add_argument("--port", type=int, default=3000, help="the Dagster UI's port (default 3000)")
+    dev.add_argument("--github-port", type=int, default=8765, help="the sandbox GitHub's port (default 8765)")
+    dev.add_argument("--discord-port", type=int, default=8766, help="the sandbox Discord's port (default 8766)")
     dev.set_defaults(func=cmd_dev)
     return parser
 

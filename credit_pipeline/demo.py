@@ -27,14 +27,14 @@ import yaml
 from credit_pipeline.core.epochs import epoch_window
 from credit_pipeline.core.hashing import address_of, sign_message
 from credit_pipeline.core.statement import statement_bytes
-from credit_pipeline.ledger.engine import ENV_DATABASE_URL, credit_home, ensure_database, resolve_database, with_database
+from credit_pipeline.dagster_storage import ENV_DAGSTER_URL, dagster_database_url
+from credit_pipeline.ledger.engine import ENV_DATABASE_URL, credit_home, resolve_database
 from credit_pipeline.ledger.store import LedgerStore
 from credit_pipeline.sandbox.runner import DEMO_DISCORD_TOKEN, DEMO_GITHUB_TOKEN, Sandbox, start_sandbox
 from credit_pipeline.sandbox.sample_org import generate_org
 
 # A published, demo-only key: anyone can sign with it. Never list its address in a real policy.
 DEMO_APPROVER_KEY = "0x" + hashlib.sha256(b"credit_pipeline demo approver - public, never use for real credit").hexdigest()
-ENV_DAGSTER_URL = "CREDIT_PIPELINE_DAGSTER_DATABASE_URL"
 DEMO_PEOPLE = ("alice", "bob", "carol")
 
 Say = Callable[[str], None]
@@ -61,19 +61,11 @@ def last_closed_week(now: datetime) -> datetime:
     return epoch_window(now)[0] - timedelta(days=7)
 
 
-def dagster_database_url(ledger_url: str) -> str:
-    """Dagster's own database: ``$CREDIT_PIPELINE_DAGSTER_DATABASE_URL``, else ``dagster`` on the ledger's server."""
-    configured = os.environ.get(ENV_DAGSTER_URL)
-    if configured:
-        return configured
-    ensure_database(ledger_url, "dagster")
-    return with_database(ledger_url, "dagster")
-
-
 def write_instance_yaml(dagster_home: Path, dagster_url: str) -> None:
     dagster_home.mkdir(parents=True, exist_ok=True)
     config = {
-        "storage": {"postgres": {"postgres_url": {"env": ENV_DAGSTER_URL}}},
+        # the same storage class as the repository's dagster.yaml; the URL comes from the environment
+        "storage": {"custom": {"module": "credit_pipeline.dagster_storage", "class": "CreditPipelineStorage", "config": {}}},
         "run_coordinator": {"module": "dagster.core.run_coordinator", "class": "QueuedRunCoordinator"},
         "concurrency": {"runs": {"max_concurrent_runs": 2}, "pools": {"default_limit": 1}},
         "telemetry": {"enabled": False},
@@ -109,7 +101,7 @@ def prepare(say: Say, *, now: datetime | None = None, github_port: int = 0, disc
     target = resolve_database()
     say(f"ledger: {target.describe()}")
     LedgerStore.open(target.url)  # migrate
-    dagster_url = dagster_database_url(target.url)
+    dagster_url = dagster_database_url()
     dagster_home = home / "dagster"
     write_instance_yaml(dagster_home, dagster_url)
     week = last_closed_week(now)
@@ -224,27 +216,132 @@ def _payout_table(payouts: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def run_dev(say: Say = print, port: int = 3000) -> int:
-    """Serve the demo environment in the Dagster UI (webserver + daemon) until Ctrl-C."""
-    env = prepare(say, github_port=8765, discord_port=8766)
+def run_dev(say: Say = print, port: int = 3000, github_port: int = 8765, discord_port: int = 8766) -> int:
+    """Serve the demo environment in the Dagster UI (webserver + daemon) until SIGINT, SIGTERM or SIGHUP.
+
+    ``dagster dev`` runs in a session of its own and is stopped through its shutdown pipe (its own
+    graceful path: webserver, daemon and code servers shut down in order); whatever of its tree is
+    still alive after ``STOP_GRACE_SECONDS`` is killed, so nothing is left serving the port. The
+    embedded PostgreSQL server is left running, as everywhere (``credit-pipeline db stop`` stops it)."""
+    from dagster_shared.ipc import get_ipc_shutdown_pipe, send_ipc_shutdown_message
+
+    env = prepare(say, github_port=github_port, discord_port=discord_port)
+    tree = ProcessTree()
+    stop_requested: list[int] = []
+
+    def request_stop(signum: int, _frame: object) -> None:
+        stop_requested.append(signum)
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in STOP_SIGNALS}
     try:
         store = LedgerStore.open(env.ledger_url)
         bind_demo_people(store, env.sandbox.org)
         child_env = {**os.environ, **env.env()}
-        command = [sys.executable, "-m", "dagster", "dev", "-w", str(env.dagster_home / "workspace.yaml"), "-p", str(port)]
-        say(f"Dagster UI: http://127.0.0.1:{port}  (DAGSTER_HOME={env.dagster_home}); Ctrl-C stops everything")
+        read_fd, write_fd = get_ipc_shutdown_pipe()
+        command = [sys.executable, "-m", "dagster", "dev", "-w", str(env.dagster_home / "workspace.yaml"), "-p", str(port),
+                   "--shutdown-pipe", str(read_fd)]
+        say(f"Dagster UI: http://127.0.0.1:{port}  (DAGSTER_HOME={env.dagster_home}); Ctrl-C (or SIGTERM) stops everything")
         say(f"the sensor and the weekly schedule are live; the demo week is {env.week_key}")
-        process = subprocess.Popen(command, env=child_env, start_new_session=True)
+        tree.adopt_orphans()
+        process = subprocess.Popen(command, env=child_env, start_new_session=True, pass_fds=[read_fd])
+        os.close(read_fd)
+        tree.root = process.pid
+        while process.poll() is None and not stop_requested:
+            tree.remember()
+            time.sleep(0.5)
+        if process.poll() is not None:
+            say(f"dagster dev exited with code {process.returncode}")
+            return process.returncode or 1
+        say(f"stopping Dagster ({signal.Signals(stop_requested[0]).name}) ...")
+        tree.remember()
         try:
-            return process.wait()
-        except KeyboardInterrupt:
-            say("stopping Dagster ...")
-            os.killpg(process.pid, signal.SIGINT)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)  # dagster dev does not always exit on a signal alone
-                process.wait()
-            return 0
+            send_ipc_shutdown_message(write_fd)
+        except OSError:
+            pass
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        while process.poll() is None and time.monotonic() < deadline:
+            tree.remember()
+            time.sleep(0.2)
+        return 0
     finally:
+        left = tree.stop()
+        if left:
+            say(f"killed {left} Dagster process(es) that did not stop in time")
         env.sandbox.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+STOP_GRACE_SECONDS = 9.0
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+class ProcessTree:
+    """Every process ``dagster dev`` starts, remembered while it runs, so none outlives ``credit-pipeline dev``.
+
+    The webserver, the daemon and the code servers are started by ``dagster dev`` and by each other;
+    one that loses its parent would be re-parented away from us. On Linux this process becomes a child
+    subreaper (orphans of the tree are re-parented to it, so they stay descendants); everywhere, the
+    tree is polled and remembered by (pid, start time), so a recycled pid is never signalled."""
+
+    def __init__(self) -> None:
+        self.root: int | None = None
+        self.known: dict[int, Any] = {}
+
+    def adopt_orphans(self) -> None:
+        if sys.platform.startswith("linux"):
+            import ctypes
+
+            try:
+                ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+            except (OSError, AttributeError):
+                pass
+
+    def remember(self) -> None:
+        import psutil
+
+        try:
+            for proc in psutil.Process().children(recursive=True):
+                if proc.pid not in self.known and not _is_embedded_postgres(proc):
+                    self.known[proc.pid] = proc
+        except psutil.Error:
+            pass
+
+    def stop(self) -> int:
+        """Terminate what is still alive of the tree, then kill it; returns how many had to be killed."""
+        import psutil
+
+        self.remember()
+        alive = [p for p in self.known.values() if _alive(p)]
+        for proc in alive:
+            try:
+                proc.terminate()
+            except psutil.Error:
+                pass
+        _gone, alive = psutil.wait_procs(alive, timeout=3)
+        for proc in alive:
+            try:
+                proc.kill()
+            except psutil.Error:
+                pass
+        psutil.wait_procs(alive, timeout=3)
+        return len(alive)
+
+
+def _alive(proc: Any) -> bool:
+    import psutil
+
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _is_embedded_postgres(proc: Any) -> bool:
+    import psutil
+
+    try:
+        return proc.name().startswith(("postgres", "pg_ctl"))
+    except psutil.Error:
+        return True

@@ -48,16 +48,18 @@ def credit_home() -> Path:
     return Path(os.environ.get(ENV_HOME) or DEFAULT_HOME).expanduser().resolve()
 
 
-def normalize_url(url: str) -> str:
-    """Force the psycopg2 driver: SQLAlchemy 2.1 maps bare ``postgresql://`` to psycopg 3."""
+def normalize_url(url: str, variable: str = ENV_DATABASE_URL) -> str:
+    """Force the psycopg2 driver: SQLAlchemy 2.1 maps bare ``postgresql://`` to psycopg 3.
+
+    ``variable`` names where the URL came from in the error message."""
     try:
         parsed = make_url(url)
     except Exception:
         shown = re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", url)  # never echo a password
-        raise DatabaseConfigError(f"{ENV_DATABASE_URL}={shown!r} is not a database URL (expected postgresql://user@host:5432/dbname)") from None
+        raise DatabaseConfigError(f"{variable}={shown!r} is not a database URL (expected postgresql://user@host:5432/dbname)") from None
     backend = parsed.get_backend_name()
     if backend not in ("postgresql", "postgres"):
-        raise DatabaseConfigError(f"{ENV_DATABASE_URL} uses {backend!r}; credit_pipeline needs PostgreSQL (postgresql://user@host:5432/dbname)")
+        raise DatabaseConfigError(f"{variable} uses {backend!r}; credit_pipeline needs PostgreSQL (postgresql://user@host:5432/dbname)")
     return parsed.set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
 
 
