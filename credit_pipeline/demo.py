@@ -36,6 +36,9 @@ from credit_pipeline.sandbox.sample_org import generate_org
 # A published, demo-only key: anyone can sign with it. Never list its address in a real policy.
 DEMO_APPROVER_KEY = "0x" + hashlib.sha256(b"credit_pipeline demo approver - public, never use for real credit").hexdigest()
 DEMO_PEOPLE = ("alice", "bob", "carol")
+DEMO_TAG = "credit_pipeline/demo"
+DEMO_TAGS = {DEMO_TAG: "true", "credit_pipeline/trigger": "demo"}
+EPOCH_TAG = "credit_pipeline/epoch"
 
 Say = Callable[[str], None]
 
@@ -105,7 +108,7 @@ def prepare(say: Say, *, now: datetime | None = None, github_port: int = 0, disc
     dagster_home = home / "dagster"
     write_instance_yaml(dagster_home, dagster_url)
     week = last_closed_week(now)
-    org = generate_org(seed=7, week_start=week, weeks=1)
+    org = generate_org(seed=7, week_start=week, weeks=1, now=now)  # nothing after the clock
     sandbox = start_sandbox(org, github_port=github_port, discord_port=discord_port,
                             github_token=DEMO_GITHUB_TOKEN, discord_token=DEMO_DISCORD_TOKEN)
     say(f"sandbox: GitHub {sandbox.github_url}, Discord {sandbox.discord_api_url} ({org.stats()['merged_pulls']} merged PRs, "
@@ -150,42 +153,44 @@ def run_demo(say: Say = print) -> dict[str, Any]:
         os.environ["DAGSTER_HOME"] = str(env.dagster_home)
         instance = dg.DagsterInstance.get()
         quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+        tags = {**DEMO_TAGS, EPOCH_TAG: key}
 
-        def materialize(names: list[str], what: str) -> dict[str, Any]:
+        def run(job: Any, what: str, *, partition: bool = True, run_config: dict | None = None) -> dict[str, dict[str, Any]]:
+            """One run of a real job on the persistent instance; the metadata of what it materialized."""
             say(f"{what} ...")
-            selected = [a for a in defs.assets if a.key.to_user_string() in names]
-            result = dg.materialize(selected, partition_key=key, instance=instance, resources=resources, run_config=quiet, raise_on_error=False)
+            result = job.execute_in_process(instance=instance, partition_key=key if partition else None,
+                                            run_config={**quiet, **(run_config or {})}, tags=tags, raise_on_error=False)
             if not result.success:
                 failures = [e.event_specific_data.error.message.strip() for e in result.all_events
                             if e.is_step_failure and e.event_specific_data and e.event_specific_data.error]
-                raise RuntimeError(f"{what} failed: {' | '.join(failures) or 'see the run in the Dagster UI'}")
+                raise RuntimeError(f"{what} failed: {' | '.join(failures) or 'see run ' + result.run_id + ' in the Dagster UI'}")
             return {m.asset_key.to_user_string(): {k: v.value for k, v in m.metadata.items()}
                     for m in (ev.event_specific_data.materialization for ev in result.get_asset_materialization_events())}
 
-        meta = materialize(["raw_github_activity", "raw_discord_activity"], f"collecting week {key} from GitHub and Discord")
-        for name, m in meta.items():
+        # The week as production runs it: the weekly job (what the Monday schedule launches), the approver's
+        # approve_epoch run, then the admin's materialization of payout_statements (as the UI's Materialize does).
+        meta = run(defs.resolve_job_def("weekly_epoch_job"), f"weekly_epoch_job for {key}: collect from GitHub and Discord, resolve, allocate")
+        for name in ("raw_github_activity", "raw_discord_activity"):
+            m = meta[name]
             say(f"  {name}: {m['new_events']} new events, {m['already_stored']} already stored, {m['api_requests']} API requests")
-        meta = materialize(["resolved_activity"], "resolving identities")["resolved_activity"]
-        say(f"  {meta['resolved_events']} events resolved to people, {meta['unresolved_events']} kept for "
-            f"{meta['unresolved_accounts']} unbound account(s) as claimants")
-        meta = materialize(["epoch_allocations"], "allocating")["epoch_allocations"]
-        say(f"  {meta['recipients']} recipients, epoch {key} is {meta['epoch_status']}"
-            + (f" (waiting: {meta['review_blocked_by']})" if meta["epoch_status"] == "open" else ""))
+        resolved, allocated = meta["resolved_activity"], meta["epoch_allocations"]
+        say(_reconciliation(meta))
+        say(f"  {allocated['recipients']} recipients, epoch {key} is {allocated['epoch_status']}"
+            + (f" (waiting: {allocated['review_blocked_by']})" if allocated["epoch_status"] == "open" else ""))
         epoch = store.get_epoch(key)
         if epoch.status == "review":
             from credit_pipeline.stages.allocate import allocation_state
             from credit_pipeline.stages.settings import load_policy
 
             state = allocation_state(store, key, load_policy(env.policy_path))
-            say(f"approving allocation set {state.allocation_set_hash[:16]}… with the demo approver {address_of(DEMO_APPROVER_KEY)}")
             if not any(a["message"] == state.approval_message for a in store.approvals(key)):
                 config = {"epoch_key": key, "allocation_set_hash": state.allocation_set_hash,
                           "signature": sign_message(state.approval_message, DEMO_APPROVER_KEY)}
-                result = defs.get_job_def("approve_epoch").execute_in_process(
-                    instance=instance, run_config={**quiet, "ops": {"record_approval": {"config": config}}}, raise_on_error=False)
-                if not result.success:
-                    raise RuntimeError("the demo approval was refused; see the approve_epoch run in the Dagster UI")
-        meta = materialize(["payout_statements"], "finalizing")["payout_statements"]
+                run(defs.resolve_job_def("approve_epoch"),
+                    f"approve_epoch: allocation set {state.allocation_set_hash[:16]}… signed by the demo approver {address_of(DEMO_APPROVER_KEY)}",
+                    partition=False, run_config={"ops": {"record_approval": {"config": config}}})
+        finalize = defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection={dg.AssetKey("payout_statements")})
+        run(finalize, "materializing payout_statements (the admin's finalize)")
         bundle = store.statement(key)
         report = verify_stored(store, key)
         exported = env.home / "demo" / f"statement-{key}.json"
@@ -197,15 +202,33 @@ def run_demo(say: Say = print) -> dict[str, Any]:
         say(f"statement hash: {bundle['statement_hash']}")
         say(f"verify from the ledger: {'OK' if report.ok else 'FAIL: ' + str(report.mismatch)}; "
             f"offline from {exported.name}: {'OK' if offline.ok else 'FAIL: ' + str(offline.mismatch)}")
-        say(f"done in {time.monotonic() - started:.0f} s. Next:")
+        say(f"done in {time.monotonic() - started:.0f} s; the runs are tagged {DEMO_TAG}=true. Next:")
         say(f"  credit-pipeline verify {exported}        # recompute the statement offline")
         say("  credit-pipeline epochs                  # every epoch and its status")
         say("  credit-pipeline dev                     # browse these runs in the Dagster UI (sensor and schedule live)")
         if not (report.ok and offline.ok):
             raise RuntimeError("the statement did not verify")
-        return {"epoch": key, "statement_hash": bundle["statement_hash"], "verified": report.ok and offline.ok, "bundle_path": str(exported)}
+        return {"epoch": key, "statement_hash": bundle["statement_hash"], "verified": report.ok and offline.ok, "bundle_path": str(exported),
+                "env": env.env()}
     finally:
         env.sandbox.stop()
+
+
+def _reconciliation(meta: dict[str, dict[str, Any]]) -> str:
+    """Where every collected event went, in numbers that add up (the UI shows the same metadata)."""
+    collected = sum(meta[n]["new_events"] + meta[n]["already_stored"] for n in ("raw_github_activity", "raw_discord_activity"))
+    resolved = meta["resolved_activity"]
+    by = dict(resolved["by_resolution"])
+    in_window = resolved["events_in_window"]
+    parts = [f"{by.pop('bound', 0)} resolved to people", f"{by.pop('claimant', 0)} kept for unbound accounts (claimants)",
+             f"{by.pop('bot', 0)} by bots", f"{by.pop('excluded', 0)} by excluded accounts",
+             f"{by.pop('unattributable', 0)} unattributable (deleted accounts)"]
+    parts += [f"{n} {name.replace('_', ' ')}" for name, n in sorted(by.items())]
+    lines = [f"  reconciliation: {collected} events collected (the week and the days around it); {in_window} in the week's window:",
+             "    " + ", ".join(parts)]
+    if collected != in_window:
+        lines.append(f"    {collected - in_window} collected outside the window belong to the neighbouring weeks")
+    return "\n".join(lines)
 
 
 def _payout_table(payouts: list[dict[str, Any]]) -> str:

@@ -1,7 +1,59 @@
-"""`credit-pipeline demo` on the embedded default: no server configured, a fresh home, run twice."""
+"""`credit-pipeline demo` on the embedded default: no server configured, a fresh home, run twice; what it
+leaves in Dagster is what the UI shows (real job runs, tagged as the demo's)."""
 
+import os
+
+import dagster as dg
+from dagster_graphql.test.utils import define_out_of_process_context, execute_dagster_graphql
 
 from credit_pipeline.ledger.engine import stop_embedded_server
+
+RUNS = """
+query DemoRuns($tag: String!) {
+  runsOrError(filter: {tags: [{key: $tag, value: "true"}]}) {
+    ... on Runs { results { jobName status tags { key value } } }
+  }
+}"""
+
+CONFIG_SCHEMA = """
+query ApproveSchema($selector: PipelineSelector!) {
+  runConfigSchemaOrError(selector: $selector) {
+    __typename
+    ... on RunConfigSchema { allConfigTypes { key ... on CompositeConfigType { fields { name description isRequired } } } }
+  }
+}"""
+
+
+def _demo_runs_through_graphql(env: dict[str, str], week: str) -> None:
+    from credit_pipeline.demo import DEMO_TAG, EPOCH_TAG
+
+    saved = dict(os.environ)
+    os.environ.update(env)  # the code server loads the Definitions the way `credit-pipeline dev` would
+    try:
+        with dg.DagsterInstance.get() as instance, \
+                define_out_of_process_context(os.path.join(env["DAGSTER_HOME"], "workspace.yaml"), None, instance) as context:
+            runs = execute_dagster_graphql(context, RUNS, {"tag": DEMO_TAG}).data["runsOrError"]["results"]
+            by_job = {}
+            for r in runs:
+                tags = {t["key"]: t["value"] for t in r["tags"]}
+                assert tags[EPOCH_TAG] == week and r["status"] == "SUCCESS", r
+                by_job.setdefault(r["jobName"], []).append(tags)
+            assert by_job["weekly_epoch_job"][0]["dagster/partition"] == week
+            assert "approve_epoch" in by_job
+            assert by_job["__ASSET_JOB"][0]["dagster/partition"] == week  # the admin's payout_statements materialization
+            assert not any(name.startswith("__ephemeral") for name in by_job), by_job.keys()
+            location = context.code_location_names[0]
+            selector = {"repositoryLocationName": location, "repositoryName": "__repository__", "pipelineName": "approve_epoch"}
+            schema = execute_dagster_graphql(context, CONFIG_SCHEMA, {"selector": selector}).data["runConfigSchemaOrError"]
+            assert schema["__typename"] == "RunConfigSchema", schema
+            approval = [t for t in schema["allConfigTypes"]
+                        if any(f["name"] == "allocation_set_hash" for f in t.get("fields") or [])]
+            assert approval, "the approve_epoch op config is in the schema"
+            for field in approval[0]["fields"]:
+                assert (field["description"] or "").strip(), f"config field {field['name']} has no description"
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def test_demo_runs_end_to_end_twice_on_the_embedded_default(monkeypatch, tmp_path):
@@ -18,6 +70,13 @@ def test_demo_runs_end_to_end_twice_on_the_embedded_default(monkeypatch, tmp_pat
         text = "\n".join(lines)
         assert "embedded PostgreSQL" in text and "statement hash: " + first["statement_hash"] in text
         assert "verify from the ledger: OK" in text and "offline from" in text
+        # the reconciliation adds up: every event in the window is accounted for exactly once
+        shown = text.splitlines()
+        recon = next(i for i, line in enumerate(shown) if "reconciliation:" in line)
+        in_window = int(shown[recon].split("; ")[1].split(" ")[0])
+        parts = [int(p.strip().split(" ")[0]) for p in shown[recon + 1].split(", ")]
+        assert sum(parts) == in_window > 0
+        _demo_runs_through_graphql(first["env"], first["epoch"])
         lines.clear()
         second = run_demo(lines.append)
         assert second["statement_hash"] == first["statement_hash"]

@@ -87,6 +87,7 @@ def generate_org(
     big_pr_reviews: int = 105,
     large_ids: bool = False,
     org: str = "acme",
+    now: datetime | None = None,
 ) -> SampleOrg:
     """Build a deterministic sample org.
 
@@ -96,6 +97,8 @@ def generate_org(
     ``messages_per_channel`` messages each, plus one channel the bot cannot read. ``big_pr_reviews``
     (0 disables) adds one PR with that many reviews. ``large_ids`` puts PR/review/issue database ids
     above 2**31, where GraphQL ``databaseId`` (Int) fails and only ``fullDatabaseId`` works.
+    ``now`` is the clock: nothing happens after it (items created later do not exist, merges, closes,
+    reviews and edits after it have not happened yet). The same seed gives the same items up to ``now``.
     """
     week_start = week_start.astimezone(UTC)
     if week_start.weekday() != 0 or week_start.time() != datetime.min.time():
@@ -120,11 +123,20 @@ def generate_org(
     _github_scenario(b, repo_list[0], humans, renamed, deleted, bots, week_start, weeks, big_pr_reviews, scenario)
     for repo in repo_list:
         _finalise_repo(b, repo)
+    if now is not None:  # after every random draw and the numbering: the same seed gives the same past
+        now = now.astimezone(UTC)
+        scenario = {name: ref for name, ref in scenario.items() if _happened(ref, now)}  # judged before the cut
+        for repo in repo_list:
+            _github_until(repo, now)
     scenario = {name: _event_id(repo_list[0], ref) for name, ref in scenario.items()}
 
     guild, discord_users, bot_user, app_id = discord_world(b.rng, channels, week_start)
     discord_scenario = discord_messages(b.rng, ids, guild, discord_users, bot_user, span, week_start, weeks,
                                         messages_per_channel)
+    if now is not None:
+        _discord_until(guild, now)
+        kept = {m.id for channel in guild.channels for m in channel.messages}
+        discord_scenario = {name: ref for name, ref in discord_scenario.items() if _message_id(ref) in kept}
     scenario.update(discord_scenario)
     return SampleOrg(
         seed=seed, week_start=week_start, weeks=weeks, org_login=org, org_id=9_919_919,
@@ -234,6 +246,42 @@ def _github_scenario(b: _Builder, repo: Repo, humans: list[GitHubUser], renamed:
             b.review(big, reviewers[i % len(reviewers)], REVIEW_STATES[i % len(REVIEW_STATES)],
                      b.when(w - 12 * H, w + 4 * D))
         out["big_pr"] = big
+
+
+def _github_until(repo: Repo, now: datetime) -> None:
+    """Undo what happens after ``now``: later items do not exist (numbers follow creation, so the last
+    numbers go), later merges, closes and reviews are still pending, nothing was updated later."""
+    repo.pulls = [pr for pr in repo.pulls if pr.created_at <= now]
+    repo.issues = [issue for issue in repo.issues if issue.created_at <= now]
+    for pr in repo.pulls:
+        if (pr.merged_at or pr.closed_at or now) > now:
+            pr.merged_at = pr.closed_at = pr.merged_by = pr.merge_commit_sha = None
+        pr.reviews = [r for r in pr.reviews if (r.submitted_at or r.created_at) <= now]
+        pr.updated_at = min(pr.updated_at, now)
+    for issue in repo.issues:
+        if issue.closed_at and issue.closed_at > now:
+            issue.closed_at = issue.closed_by = issue.state_reason = None
+        issue.updated_at = min(issue.updated_at, now)
+
+
+def _happened(ref: object, now: datetime) -> bool:
+    if isinstance(ref, tuple):
+        pr, review = ref
+        return pr.created_at <= now and (review.submitted_at or review.created_at) <= now
+    return ref.created_at <= now and ref.event_time <= now
+
+
+def _discord_until(guild, now: datetime) -> None:
+    from dataclasses import replace
+
+    for channel in guild.channels:
+        channel.messages = [m if not (m.edited_at and m.edited_at > now) else replace(m, edited_at=None)
+                            for m in channel.messages if m.created_at <= now]
+        channel.message_ids = [m.id for m in channel.messages]
+
+
+def _message_id(event_id: str) -> int:
+    return int(event_id.rsplit(":", 1)[1])
 
 
 def _finalise_repo(b: _Builder, repo: Repo) -> None:

@@ -6,6 +6,8 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from credit_pipeline.sandbox import GHOST_ID, generate_org
 from credit_pipeline.sandbox.ids import DISCORD_EPOCH_MS, snowflake_ms, time_snowflake, to_ms
@@ -195,3 +197,32 @@ def test_live_activity_is_added_in_order(org) -> None:
     assert f"github:pr:acme/docs:{pr.number}" in truth
     assert f"github:review:acme/docs:{pr.number}:{review.id}" in truth
     assert truth[f"discord:message:{live.guild.id}:{message.channel_id}:{message.id}"].event_time == at
+
+
+def _all_times(org) -> list:
+    times = []
+    for repo in org.repos:
+        for pr in repo.pulls:
+            times += [t for t in (pr.created_at, pr.updated_at, pr.merged_at, pr.closed_at) if t]
+            times += [r.submitted_at or r.created_at for r in pr.reviews]
+        times += [t for i in repo.issues for t in (i.created_at, i.updated_at, i.closed_at) if t]
+    for channel in org.guild.channels:
+        times += [m.created_at for m in channel.messages] + [m.edited_at for m in channel.messages if m.edited_at]
+    return times
+
+
+@settings(max_examples=12, deadline=None)
+@given(offset_minutes=st.integers(min_value=0, max_value=5 * 24 * 60))
+def test_nothing_happens_after_the_clock_and_the_closed_week_is_the_same(offset_minutes):
+    """With ``now`` in the days after a week closed, the org has nothing later than ``now`` (no future
+    events or cursors in the demo), and the week itself is exactly what it is without a clock."""
+    week = datetime(2026, 11, 23, tzinfo=UTC)
+    now = week + timedelta(days=7, minutes=offset_minutes)
+    free = generate_org(seed=7, week_start=week, weeks=1)
+    clocked = generate_org(seed=7, week_start=week, weeks=1, now=now)
+    assert all(t <= now for t in _all_times(clocked))
+    assert clocked.ground_truth(week, week + timedelta(days=7)) == free.ground_truth(week, week + timedelta(days=7))
+    numbers = sorted(n for repo in clocked.repos for n in [p.number for p in repo.pulls] + [i.number for i in repo.issues])
+    per_repo = [sorted([p.number for p in r.pulls] + [i.number for i in r.issues]) for r in clocked.repos]
+    assert all(ns == list(range(1, len(ns) + 1)) for ns in per_repo), "numbers stay gapless"
+    assert numbers
