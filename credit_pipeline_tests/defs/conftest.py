@@ -35,7 +35,8 @@ def instance(dagster_db_url: str, tmp_path) -> Iterator[dg.DagsterInstance]:
     home = tmp_path / "dagster_home"
     home.mkdir()
     with dg.instance_for_test(temp_dir=str(home),
-                              overrides={"storage": {"postgres": {"postgres_url": dagster_db_url}}}) as inst:
+                              overrides={"storage": {"custom": {"module": "credit_pipeline.dagster_storage", "class": "CreditPipelineStorage",
+                                                                   "config": {"postgres_url": dagster_db_url}}}}) as inst:
         yield inst
 
 

@@ -252,8 +252,8 @@ def write_dagster_home(path: Path, dagster_url: str | None, max_concurrent_runs:
     config: dict[str, Any] = yaml.safe_load((ROOT / "dagster.yaml").read_text())
     if dagster_url is None:
         config.pop("storage", None)
-    else:  # the URL itself, so that this process and its children open the same storage without env
-        config["storage"] = {"postgres": {"postgres_url": dagster_url}}
+    else:  # the shipped storage class with the URL itself, so that this process and its children open it without env
+        config["storage"]["custom"]["config"] = {"postgres_url": dagster_url}
     config["concurrency"]["runs"]["max_concurrent_runs"] = max_concurrent_runs
     (path / "dagster.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     return path
