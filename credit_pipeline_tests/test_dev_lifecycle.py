@@ -108,9 +108,6 @@ def _fresh_checkout(tmp_path: Path) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         if (REPO / name).is_file():
             shutil.copy2(REPO / name, target)
-    for untracked in ("credit_pipeline/dagster_storage.py",):  # before the first commit of a file (a no-op after)
-        if not (root / untracked).exists():
-            shutil.copy2(REPO / untracked, root / untracked)
     return root
 
 
