@@ -3,8 +3,9 @@
 From the database, every revision of the epoch must (1) verify on its own, (2) be
 stored in canonical form and chain to the revision before it, (3) equal the statement
 rebuilt from the ledger rows (curation, the identity log up to the point it was
-resolved from, allocations, corrections, pool, approvals, the pinned policy) — a
-difference is reported with the table and field it is in — and (4) carry, for every
+resolved from, allocations, corrections, pool, approvals, the pinned policy) — the
+first difference, in the walk order of ``core.verification``, is reported with its
+table, its line (keyed by event, recipient or component id) and field — and (4) carry, for every
 credited event, the payload hash of its stored raw payload and the columns the
 adapters' own parsing derives from that payload. Any inconsistency is a FAIL.
 """
@@ -17,7 +18,7 @@ from typing import Any
 from credit_pipeline.core.events import payload_hash
 from credit_pipeline.core.policy import validate_policy
 from credit_pipeline.core.statement import BUNDLE_FORMAT_V2, iso_utc, statement_bytes
-from credit_pipeline.core.verification import Expectations, Mismatch, VerificationReport, first_difference, verify_bundle
+from credit_pipeline.core.verification import Difference, Expectations, Mismatch, VerificationReport, difference, shown, verify_bundle
 from credit_pipeline.ledger.store import EpochRecord, LedgerError, LedgerStore
 from credit_pipeline.sources.base import MalformedItem
 from credit_pipeline.sources.parsing import columns_from_payload
@@ -124,20 +125,18 @@ def _check_rebuilt(store: LedgerStore, epoch: EpochRecord, row: dict[str, Any], 
         raise Mismatch(f"ledger rows: {exc}") from None
     if rebuilt is None:
         raise Mismatch(f"statement_corrections: no correction is recorded for revision {row['revision']}")
-    diff = first_difference(bundle, rebuilt.bundle)
+    diff = difference(bundle, rebuilt.bundle)
     if diff:
-        raise Mismatch(f"{_table_of(diff)}: {diff.lstrip('.')}")
+        raise Mismatch(f"{_table_of(diff)}: {diff}")
     if rebuilt.drift:
         raise Mismatch(f"activity_curation / epoch_allocations: {rebuilt.drift[0]}")
 
 
-def _table_of(difference: str) -> str:
-    path = difference.split(": ", 1)[0]
-    top = path.lstrip(".").split(".")[0].split("[")[0]
-    if top == "events":
-        leaf = path.rsplit(".", 1)[-1]
-        return "activity_curation" if leaf in _CURATION_FIELDS else "activity_events"
-    return _TABLE_OF.get(top, "payout_statements")
+def _table_of(diff: Difference) -> str:
+    """The table a difference between the statement and its rebuild is stored in."""
+    if diff.section == "events":
+        return "activity_curation" if diff.leaf in _CURATION_FIELDS else "activity_events"
+    return _TABLE_OF.get(diff.section, "payout_statements")
 
 
 def _check_payloads(store: LedgerStore, bundle: dict[str, Any]) -> None:
@@ -150,17 +149,20 @@ def _check_payloads(store: LedgerStore, bundle: dict[str, Any]) -> None:
         eid = event["event_id"]
         stored = payloads.get(eid)
         if stored is None:
-            raise Mismatch(f"activity_events: event {eid} is credited but not stored")
+            raise Mismatch(f"activity_events: events[event_id={eid}]: credited by the statement but not stored")
         if payload_hash(stored) != event["payload_hash"]:
-            raise Mismatch(f"activity_events {eid}: the stored payload does not hash to {event['payload_hash']}")
+            raise Mismatch(f"activity_events: events[event_id={eid}].payload_hash: statement says {shown(event['payload_hash'])}, "
+                           f"the stored payload hashes to {shown(payload_hash(stored))}")
         if "platform_user_id" not in event:
             continue  # a v1 statement does not name the account
         try:
             derived = columns_from_payload(eid, stored, issue_credit=issue_credit)
         except MalformedItem as exc:
-            raise Mismatch(f"activity_events {eid}: the stored payload does not yield this event ({exc})") from None
+            raise Mismatch(f"activity_events: events[event_id={eid}]: the stored payload does not yield this event ({exc})") from None
         for name in _DERIVED_FIELDS:
             if getattr(derived, name) != event[name]:
-                raise Mismatch(f"activity_events {eid}: {name} is {event[name]!r}, its stored payload gives {getattr(derived, name)!r}")
+                raise Mismatch(f"activity_events: events[event_id={eid}].{name}: statement says {shown(event[name])}, "
+                               f"its stored payload gives {shown(getattr(derived, name))}")
         if iso_utc(derived.event_time) != event["event_time"]:
-            raise Mismatch(f"activity_events {eid}: event_time is {event['event_time']}, its stored payload gives {iso_utc(derived.event_time)}")
+            raise Mismatch(f"activity_events: events[event_id={eid}].event_time: statement says {shown(event['event_time'])}, "
+                           f"its stored payload gives {shown(iso_utc(derived.event_time))}")

@@ -66,10 +66,10 @@ def test_every_single_byte_change_is_caught():
 @pytest.mark.parametrize(
     "mutate, expected",
     [
-        (lambda b: b["payouts"][0].__setitem__("amount_credits", 6837), "payout line alice: amount_credits"),
-        (lambda b: b["events"][1].__setitem__("weight", 9000), "weight of github:pr:acme/widgets:1"),
+        (lambda b: b["payouts"][0].__setitem__("amount_credits", 6837), "payouts[recipient_id=alice].amount_credits: statement says 6837"),
+        (lambda b: b["events"][1].__setitem__("weight", 9000), "events[event_id=github:pr:acme/widgets:1].weight: statement says 9000"),
         (lambda b: b["allocations"][1].__setitem__("reason", None), "without a reason"),
-        (lambda b: b["pool"]["components"][0].__setitem__("amount", 20000), "pool total"),
+        (lambda b: b["pool"]["components"][0].__setitem__("amount", 20000), "pool.total: statement says 10000, recomputed 20000"),
         (lambda b: b["policy"]["weights"].__setitem__("github:pr_merged", 9000), "policy_hash"),
     ],
 )

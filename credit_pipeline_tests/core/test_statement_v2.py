@@ -80,10 +80,10 @@ def test_a_statement_finalized_under_v1_still_verifies():
 def test_the_first_semantic_difference_is_named_before_the_hash():
     bundle = json.loads(statement_bytes(make()))
     bundle["payouts"][0]["amount_credits"] += 1
-    assert "payout line alice: amount_credits" in verify_bundle(bundle).mismatch
+    assert "payouts[recipient_id=alice].amount_credits: statement says" in verify_bundle(bundle).mismatch
     bundle = json.loads(statement_bytes(make()))
     bundle["events"][1]["weight"] = 1  # events are sorted by id: discord:…, github:pr:…:1, github:pr:…:2
-    assert "weight of github:pr:acme/widgets:1" in verify_bundle(bundle).mismatch
+    assert "events[event_id=github:pr:acme/widgets:1].weight: statement says 1, recomputed 8000" in verify_bundle(bundle).mismatch
     bundle = json.loads(statement_bytes(make()))
     bundle["identity"]["log_hash"] = "d" * 64
     assert "statement_hash" in verify_bundle(bundle).mismatch  # covered by the hash only
@@ -113,7 +113,7 @@ def test_a_signature_over_another_ledger_or_revision_fails():
     forged = copy.deepcopy(bundle)
     forged["approvals"][0]["signature"] = sign_message(other, KEY)
     report = verify_bundle(rehash(forged))
-    assert not report.ok and "signer of approval" in report.mismatch
+    assert not report.ok and "approvals[signature=" in report.mismatch and "recovers to" in report.mismatch
 
 
 def test_corrections_are_checked_against_the_final_units():
@@ -141,10 +141,10 @@ def test_first_difference_names_the_row_and_field():
     a = {"events": [{"event_id": "x", "note": "a"}, {"event_id": "y", "note": "b"}], "pool": {"total": 1}}
     b = copy.deepcopy(a)
     b["events"][1]["note"] = "c"
-    assert first_difference(a, b) == ".events[y].note: statement has 'b', ledger rows give 'c'"
+    assert first_difference(a, b) == 'events[event_id=y].note: statement says "b", ledger rows give "c"'
     b = copy.deepcopy(a)
     del b["events"][0]
-    assert first_difference(a, b) == ".events[x]: only in the statement"
+    assert first_difference(a, b) == "events[event_id=x]: statement has this line; the ledger rows have none"
     assert first_difference(a, copy.deepcopy(a)) is None
 
 
