@@ -6,9 +6,10 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from credit_pipeline.core.allocation import event_weight
-from credit_pipeline.defs.metadata import ints, markdown_table
+from credit_pipeline.defs.checks import partitioned_check
+from credit_pipeline.defs.metadata import TABLE_ROW_LIMIT, ints, markdown_table, table
 from credit_pipeline.defs.resources import LedgerResource, PolicyResource
-from credit_pipeline.stages.allocate import allocate_epoch, curated_for_allocation
+from credit_pipeline.stages.allocate import AllocationState, allocate_epoch, allocation_lines, curated_for_allocation
 from credit_pipeline.stages.resolve import effective_policy
 
 
@@ -16,7 +17,7 @@ def build_allocation_asset(partitions: dg.PartitionsDefinition, upstream: dg.Ass
     @dg.asset(
         partitions_def=partitions, group_name="allocation", owners=["team:credit-pipeline"], code_version="1",
         kinds={"postgres"}, deps=[upstream],
-        check_specs=[dg.AssetCheckSpec("units_match_events", asset="epoch_allocations", blocking=True,
+        check_specs=[partitioned_check("units_match_events", asset="epoch_allocations", partitions=partitions, blocking=True,
                                        description="Each recipient's proposed units equal the sum of its counted events' weights")],
     )
     def epoch_allocations(context: dg.AssetExecutionContext, ledger: LedgerResource, policy: PolicyResource) -> dg.MaterializeResult:
@@ -24,7 +25,10 @@ def build_allocation_asset(partitions: dg.PartitionsDefinition, upstream: dg.Ass
         policy (``weight-sum-v1``); admin adjustments are kept with their reasons. Once the week has closed
         and its final collection has run without a completeness shortfall, the epoch enters review: the
         policy, its hash and the approver set are pinned and the base issuance is recorded as the pool.
-        The metadata carries the allocation set hash and the exact approval message to sign."""
+        The metadata carries the allocation set hash, the exact approval message to sign, and the
+        ``allocations`` table: every recipient with its last-known login, counted events, proposed and
+        final units and the credits finalize would pay now (the pool split by finalize's own
+        largest-remainder code), most credits first."""
         store = ledger.store()
         rules = policy.load()
         key = context.partition_key
@@ -32,14 +36,17 @@ def build_allocation_asset(partitions: dg.PartitionsDefinition, upstream: dg.Ass
         state = report.state
         for reason in report.review_blocked:
             context.log.info(f"epoch {key} stays open: {reason}")
-        rows = sorted(({"recipient": a["recipient_id"], "proposed": a["proposed_units"], "final": a["final_units"],
-                        "events": a["activity_count"], "reason": a["reason"] or ""} for a in state.allocations),
-                      key=lambda r: (-r["final"], r["recipient"]))
-        mismatches = _unit_mismatches(store, key, effective_policy(store.get_epoch(key), rules).weights, state.allocations)
+        curated = store.curated_events(key)
+        lines = allocation_lines(state, curated)
+        rows = [{"recipient": line.recipient_id, "login": line.login, "events": line.events, "proposed": line.proposed_units,
+                 "final": line.final_units, "credits": line.credits, "reason": line.reason} for line in lines]
+        mismatches = _unit_mismatches(curated, effective_policy(store.get_epoch(key), rules).weights, state.allocations)
         return dg.MaterializeResult(
             metadata={
                 **ints(recipients=len(state.allocations), total_final_units=sum(r["final"] for r in rows),
-                       pool_total=state.pool_total, adjusted_recipients=sum(1 for a in state.allocations if a["reason"] is not None)),
+                       pool_total=state.pool_total, projected_credits_total=sum(r["credits"] for r in rows),
+                       adjusted_recipients=sum(1 for a in state.allocations if a["reason"] is not None)),
+                "credits_basis": _credits_basis(state, sum(r["final"] for r in rows)),
                 "epoch_status": state.status,
                 "entered_review": report.entered_review,
                 "review_blocked_by": "; ".join(report.review_blocked) or "nothing",
@@ -50,7 +57,8 @@ def build_allocation_asset(partitions: dg.PartitionsDefinition, upstream: dg.Ass
                 "derivation_drift": "; ".join(state.drift) or "none",
                 "policy_hash": state.policy_hash,
                 "approval_message": dg.MetadataValue.md(f"```\n{state.approval_message}\n```"),
-                "allocations": markdown_table(rows, ["recipient", "proposed", "final", "events", "reason"], limit=25),
+                "allocations": table(rows, ALLOCATION_COLUMNS),
+                "allocations_preview": markdown_table(rows, [c.name for c in ALLOCATION_COLUMNS], limit=25),
             },
             check_results=[dg.AssetCheckResult(check_name="units_match_events", passed=not mismatches,
                                                metadata={"mismatched_recipients": len(mismatches), "examples": str(mismatches[:5])})],
@@ -59,9 +67,37 @@ def build_allocation_asset(partitions: dg.PartitionsDefinition, upstream: dg.Ass
     return epoch_allocations
 
 
-def _unit_mismatches(store, key: str, weights, allocations) -> list[str]:
+ALLOCATION_COLUMNS = [
+    dg.TableColumn("recipient", "string", description="Recipient id: a person, or a claimant provider:external_id for an unbound account"),
+    dg.TableColumn("login", "string", description="Last-known login or display name, from the latest curated event of each account"),
+    dg.TableColumn("events", "int", description="Counted events (included, not bots) this epoch"),
+    dg.TableColumn("proposed", "int", description="Proposed units: the sum of the counted events' integer weights"),
+    dg.TableColumn("final", "int", description="Final units: the admin's adjustment (or correction) when there is one, else the proposal"),
+    dg.TableColumn("credits", "int", description="Credits finalize would pay now: the pool split over final units, integer largest remainder"),
+    dg.TableColumn("reason", "string", description="The reason recorded with an adjustment or correction"),
+]
+
+
+def _credits_basis(state: AllocationState, total_final: int) -> str:
+    """What the credits column was computed from, in words (and why it is all 0 when it is)."""
+    if state.pool_total <= 0:
+        return f"the pool is {state.pool_total}: finalize would pay no credits"
+    if total_final == 0:
+        return f"no final units: finalize would pay none of the pool of {state.pool_total} credits"
+    if state.status == "finalized" and not state.pending:
+        basis = f"what revision {state.revision}'s statement paid from the pool of {state.pool_total} credits"
+    elif state.pool_recorded:
+        basis = f"the recorded pool of {state.pool_total} credits, split as finalize will split it"
+    else:
+        basis = (f"a projection: the pool is not recorded until the epoch enters review; the policy's base issuance "
+                 f"of {state.pool_total} credits, split as finalize would split it")
+    more = f"; the table shows the first {TABLE_ROW_LIMIT} recipients" if len(state.allocations) > TABLE_ROW_LIMIT else ""
+    return basis + more
+
+
+def _unit_mismatches(rows, weights, allocations) -> list[str]:
     sums: dict[str, int] = {}
-    for e in curated_for_allocation(store.curated_events(key)):
+    for e in curated_for_allocation(rows):
         if e.included and e.recipient_id is not None:
             sums[e.recipient_id] = sums.get(e.recipient_id, 0) + event_weight(e, weights)
     stored = {a["recipient_id"]: a["proposed_units"] for a in allocations}

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from credit_pipeline.core.epochs import window_for_key
+from credit_pipeline.defs.checks import partitioned_check
 from credit_pipeline.defs.metadata import ints, markdown_table
 from credit_pipeline.defs.resources import DiscordResource, GitHubResource, LedgerResource, PolicyResource
 from credit_pipeline.sources.base import Source
@@ -14,8 +15,8 @@ from credit_pipeline.stages.collect import CollectReport, collect_epoch
 OWNERS = ["team:credit-pipeline"]
 
 
-def _check_spec(asset: str) -> dg.AssetCheckSpec:
-    return dg.AssetCheckSpec("completeness", asset=asset, blocking=True,
+def _check_spec(asset: str, partitions: dg.PartitionsDefinition) -> dg.AssetCheckSpec:
+    return partitioned_check("completeness", asset=asset, partitions=partitions, blocking=True,
                              description="Stored counts per repo/channel equal the source's own totals for a closed window "
                                          "(a shortfall blocks review until collected again or waived)")
 
@@ -79,7 +80,7 @@ def materialize_collection(context: dg.AssetExecutionContext, ledger: LedgerReso
 def build_collection_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
     common = dict(partitions_def=partitions, group_name="collection", owners=OWNERS, code_version="1")
 
-    @dg.asset(kinds={"github", "postgres"}, check_specs=[_check_spec("raw_github_activity")], **common)
+    @dg.asset(kinds={"github", "postgres"}, check_specs=[_check_spec("raw_github_activity", partitions)], **common)
     def raw_github_activity(context: dg.AssetExecutionContext, ledger: LedgerResource, policy: PolicyResource, github: GitHubResource) -> dg.MaterializeResult:
         """Merged PRs, submitted reviews and closed issues of the policy's repos in this week, as raw facts
         (append-only, with their API payloads), collected with PyGithub. The open week is collected
@@ -87,7 +88,7 @@ def build_collection_assets(partitions: dg.PartitionsDefinition) -> list[dg.Asse
         rules = policy.load()
         return materialize_collection(context, ledger, github.source(rules) if rules.sources.github else None, "github")
 
-    @dg.asset(kinds={"discord", "postgres"}, check_specs=[_check_spec("raw_discord_activity")], **common)
+    @dg.asset(kinds={"discord", "postgres"}, check_specs=[_check_spec("raw_discord_activity", partitions)], **common)
     def raw_discord_activity(context: dg.AssetExecutionContext, ledger: LedgerResource, policy: PolicyResource, discord: DiscordResource) -> dg.MaterializeResult:
         """Messages in the policy's allow-listed Discord channels in this week, as raw facts, collected with
         discord.py's REST client (no gateway); cursors are the last snowflake per channel."""

@@ -3,6 +3,7 @@
 
 import dagster as dg
 
+from credit_pipeline.defs.checks import partitioned_check
 from credit_pipeline.defs.metadata import ints, markdown_table
 from credit_pipeline.defs.resources import LedgerResource, PolicyResource
 from credit_pipeline.stages.resolve import resolve_epoch
@@ -15,9 +16,9 @@ def build_resolution_asset(partitions: dg.PartitionsDefinition, upstream: list[d
         partitions_def=partitions, group_name="identity", owners=["team:credit-pipeline"], code_version="1",
         kinds={"postgres"}, deps=upstream,
         check_specs=[
-            dg.AssetCheckSpec("one_epoch_per_event", asset="resolved_activity", blocking=True,
+            partitioned_check("one_epoch_per_event", asset="resolved_activity", partitions=partitions, blocking=True,
                               description="Every curated event lies in this epoch's half-open window and in no other epoch"),
-            dg.AssetCheckSpec("unresolved_share", asset="resolved_activity",
+            partitioned_check("unresolved_share", asset="resolved_activity", partitions=partitions,
                               description=f"Warns when more than {UNRESOLVED_WARN_SHARE:.0%} of the week's weight goes to unbound accounts"),
         ],
     )

@@ -3,6 +3,7 @@
 
 import dagster as dg
 
+from credit_pipeline.defs.checks import partitioned_check
 from credit_pipeline.defs.metadata import ints, markdown_table
 from credit_pipeline.defs.resources import LedgerResource
 from credit_pipeline.ledger.store import LedgerError
@@ -18,8 +19,8 @@ def build_statement_asset(partitions: dg.PartitionsDefinition, upstream: dg.Asse
         kinds={"postgres"}, deps=[upstream], pool=FINALIZE_POOL,
         tags={"credit_pipeline/stage": "finalize"},
         check_specs=[
-            dg.AssetCheckSpec("credits_sum_to_pool", asset="payout_statements", description="Σ amount_credits equals the pool total exactly"),
-            dg.AssetCheckSpec("statement_verifies", asset="payout_statements",
+            partitioned_check("credits_sum_to_pool", asset="payout_statements", partitions=partitions, description="Σ amount_credits equals the pool total exactly"),
+            partitioned_check("statement_verifies", asset="payout_statements", partitions=partitions,
                               description="The stored statement recomputes byte for byte from the ledger rows"),
         ],
     )

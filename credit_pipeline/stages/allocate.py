@@ -17,6 +17,7 @@ from credit_pipeline.core.allocation import ALGORITHM_VERSION, CuratedEvent, pro
 from credit_pipeline.core.canonical import canonical_json
 from credit_pipeline.core.completeness import short_streams
 from credit_pipeline.core.hashing import allocation_set_hash, approval_message
+from credit_pipeline.core.payouts import compute_payouts
 from credit_pipeline.core.policy import Policy
 from credit_pipeline.core.statement import corrected_allocations
 from credit_pipeline.ledger.store import EpochRecord, EpochStateError, LedgerStore
@@ -60,6 +61,64 @@ class AllocateReport:
     state: AllocationState
     entered_review: bool = False
     review_blocked: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class AllocationLine:
+    """One recipient as the admin reviews it: who, how much activity, units, and what finalize would pay now."""
+
+    recipient_id: str
+    login: str | None
+    events: int
+    proposed_units: int
+    final_units: int
+    credits: int
+    reason: str | None
+
+
+def last_known_logins(rows: list[dict[str, Any]]) -> dict[str, str]:
+    """Each recipient's login or display name, from the latest curated event of each of its accounts.
+
+    A claimant has one account (``github:12345`` -> ``octocat``); a person with accounts on several
+    providers gets them all, most recent first (``alice-gh (github), Alice (discord)``). Events carry
+    the login the source reported when they happened, so the latest one is the last known.
+    """
+    latest: dict[str, dict[tuple[str, str], dict[str, Any]]] = {}
+    for r in rows:
+        if r["recipient_id"] is None or not r["platform_login"]:
+            continue
+        accounts = latest.setdefault(r["recipient_id"], {})
+        account = (r["source"], r["platform_user_id"])
+        if account not in accounts or (r["event_time"], r["event_id"]) > (accounts[account]["event_time"], accounts[account]["event_id"]):
+            accounts[account] = r
+    logins: dict[str, str] = {}
+    for recipient, accounts in latest.items():
+        newest = sorted(accounts.values(), key=lambda r: (r["event_time"], r["event_id"]), reverse=True)
+        if len(newest) == 1:
+            logins[recipient] = newest[0]["platform_login"]
+        else:
+            logins[recipient] = ", ".join(f"{r['platform_login']} ({r['source']})" for r in newest)
+    return logins
+
+
+def projected_credits(state: AllocationState) -> dict[str, int]:
+    """What finalize would pay each recipient now: ``compute_payouts`` (finalize's own largest-remainder split)
+    over the next revision's final units and the pool. Empty when the pool or the units total 0."""
+    return {line.recipient_id: line.amount_credits for line in compute_payouts(state.final_units, state.pool_total)}
+
+
+def allocation_lines(state: AllocationState, rows: list[dict[str, Any]]) -> list[AllocationLine]:
+    """Every recipient of the allocation set, most credits first (then final units, then id).
+
+    ``rows`` are the epoch's curated events (``store.curated_events``), where the logins come from.
+    """
+    logins = last_known_logins(rows)
+    credits = projected_credits(state)
+    lines = [AllocationLine(recipient_id=a["recipient_id"], login=logins.get(a["recipient_id"]), events=a["activity_count"],
+                            proposed_units=a["proposed_units"], final_units=a["final_units"],
+                            credits=credits.get(a["recipient_id"], 0), reason=a["reason"])
+             for a in state.allocations]
+    return sorted(lines, key=lambda line: (-line.credits, -line.final_units, line.recipient_id))
 
 
 def curated_for_allocation(rows: list[dict[str, Any]]) -> list[CuratedEvent]:
