@@ -316,6 +316,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.output:
         with open(args.output, "wb") as handle:
             handle.write(data)
+        print(f"wrote {args.output}: epoch {args.epoch} revision {chosen[0]['revision']} of {rows[-1]['revision']} ({args.format}), "
+              f"statement {chosen[0]['statement_hash']}")
     else:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
@@ -384,13 +386,39 @@ def cmd_correct(args: argparse.Namespace) -> int:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from credit_pipeline.stages.settings import load_policy
-    from credit_pipeline.stages.simulate import rows_as_dicts, simulate_epoch
+    from credit_pipeline.stages.simulate import simulate_epoch
 
-    rows = rows_as_dicts(simulate_epoch(_store(), args.epoch, load_policy(args.policy)))
+    store = _store()
+    other = load_policy(args.policy)
+    epoch = store.get_epoch(args.epoch)
+    baseline = load_policy(None) if epoch is not None and epoch.policy_hash is None else None  # an open epoch follows the file
+    sim = simulate_epoch(store, args.epoch, other, baseline, policy_source=args.policy)
+    for warning in sim.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     if args.json:
-        print(json.dumps(rows, indent=2))
-    else:
-        _print_table(rows, ["recipient_id", "current_units", "simulated_units", "current_credits", "simulated_credits"])
+        print(json.dumps(sim.as_dict(), indent=2))
+        return EXIT_OK
+
+    def signed(n: int) -> str:
+        return f"{n:+d}" if n else "0"
+
+    now, then = sim.current, sim.simulated
+    print(f"epoch {sim.epoch} ({sim.status}): {sim.compared}")
+    print(f"current policy    {now.policy_hash}  {now.policy_source}")
+    print(f"simulated policy  {then.policy_hash}  {then.policy_source}")
+    if not sim.warnings:
+        print("the other policy differs from the current one in its weights only" if now.policy_hash != then.policy_hash
+              else "the other policy is the current one")
+    print()
+    _print_table([{"": name, "current": a, "simulated": b, "difference": signed(b - a)} for name, a, b in (
+        ("pool", now.pool_total, then.pool_total), ("units", now.total_units, then.total_units),
+        ("credits paid", now.total_credits, then.total_credits), ("recipients paid", now.recipients, then.recipients))],
+        ["", "current", "simulated", "difference"])
+    print()
+    rows = [{**r.__dict__, "units_difference": signed(r.units_difference), "credits_difference": signed(r.credits_difference)}
+            for r in sim.rows]
+    _print_table(rows, ["recipient_id", "login", "current_units", "simulated_units", "units_difference",
+                        "current_credits", "simulated_credits", "credits_difference"])
     return EXIT_OK
 
 
@@ -517,7 +545,8 @@ def build_parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="write a finalized statement: json (the signed bytes), csv, safe-csv, md")
     export.add_argument("--epoch", required=True)
     export.add_argument("--format", choices=["json", "csv", "safe-csv", "md"], default="json",
-                        help="safe-csv neutralizes cells a spreadsheet would run as formulas")
+                        help="safe-csv neutralizes cells a spreadsheet would run as formulas; md is a report for people "
+                             "(lines by credits, with logins, and the commands that verify it)")
     export.add_argument("--output", "-o", help="file to write (default: stdout)")
     export.add_argument("--revision", type=whole_number, help="an earlier statement revision (default: the latest, the one that pays)")
     export.set_defaults(func=cmd_export)
@@ -564,10 +593,15 @@ def build_parser() -> argparse.ArgumentParser:
     pool_add.add_argument("--note")
     pool_add.set_defaults(func=cmd_pool_add)
 
-    simulate = sub.add_parser("simulate", help="an epoch's allocation and payouts under another policy (writes nothing)")
+    simulate = sub.add_parser("simulate", help="an epoch's allocation and payouts under another policy (writes nothing)",
+                              description="Compare what epoch KEY pays (the latest statement revision of a finalized epoch, else "
+                                          "its stored allocation set) with the same curated events re-weighed under another "
+                                          "policy; adjustments and corrections are kept. Prints both policy hashes, the totals, "
+                                          "a per-recipient difference, and a warning for each difference other than the weights "
+                                          "that a re-weighing does not apply (sources, anchor, excludes, unresolved, approvers).")
     simulate.add_argument("--epoch", required=True)
-    simulate.add_argument("--policy", required=True)
-    simulate.add_argument("--json", action="store_true")
+    simulate.add_argument("--policy", required=True, help="the other policy file (the epoch's pinned policy is the baseline)")
+    simulate.add_argument("--json", action="store_true", help="the comparison as JSON: compared, current, simulated, warnings, rows")
     simulate.set_defaults(func=cmd_simulate)
 
     sub.add_parser("demo", help="run one full sample week end to end on the embedded default and verify it").set_defaults(func=cmd_demo)

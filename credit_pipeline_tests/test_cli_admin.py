@@ -81,7 +81,7 @@ def test_export_and_verify_round_trip_and_tamper(env, store, tmp_path, capsys):
     rows = list(csv.DictReader(io.StringIO((tmp_path / "p.csv").read_text())))
     assert sum(int(r["amount_credits"]) for r in rows) == 10000
     assert main(["export", "--epoch", KEY, "--format", "md", "--output", str(tmp_path / "p.md")]) == 0
-    assert "| recipient | units | share | credits |" in (tmp_path / "p.md").read_text()
+    assert "| recipient | login | units | share | credits |" in (tmp_path / "p.md").read_text()
 
 
 def test_safe_csv_neutralizes_formulas():
@@ -104,11 +104,11 @@ def test_curate_pool_and_simulate(env, store, tmp_path, capsys):
     richer.write_text(yaml.safe_dump(doc))
     capsys.readouterr()
     assert main(["simulate", "--epoch", KEY, "--policy", str(richer), "--json"]) == 0
-    rows = {r["recipient_id"]: r for r in json.loads(capsys.readouterr().out)}
+    rows = {r["recipient_id"]: r for r in json.loads(capsys.readouterr().out)["rows"]}
     assert rows["discord:300"]["simulated_units"] == 5000 and rows["discord:300"]["current_units"] == 500
     # github:200's only PR was excluded: the stored allocation was re-derived with it, and so is the simulation.
     assert "github:200" not in rows and all(a["recipient_id"] != "github:200" for a in store.allocations(KEY))
-    assert sum(r["simulated_credits"] for r in rows.values()) == 10000
+    assert sum(r["simulated_credits"] for r in rows.values()) == 10500  # the other policy's base issuance + the recorded top_up
 
 
 BAD_INPUTS = [

@@ -1,48 +1,192 @@
-"""What-if: an epoch's allocation and payouts under another policy, written nowhere."""
+"""What-if: an epoch's allocation and payouts under another policy, written nowhere.
+
+What is compared, plainly:
+
+* **current** is what the epoch pays or would pay now: the latest statement revision of a finalized
+  epoch (corrections included), else the stored allocation set (proposals and adjustments) with the
+  recorded pool (or, before review, the base issuance of the policy it follows).
+* **simulated** re-weighs the same curated events (same recipients, same exclusions and weight
+  overrides) with the other policy's weights; admin adjustments, and corrections up to the latest
+  revision, are kept as set; the pool is the recorded kpi_bonus/top_up with the other policy's base
+  issuance.
+
+Only the weights and the base issuance are applied. Every other way the other policy differs from the
+pinned one (sources, epoch anchor, excluded accounts, unresolved handling, approvers) is reported as a
+warning, since applying it would need a new collection or resolution, not a re-weighing.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from credit_pipeline.core.allocation import propose_allocations
 from credit_pipeline.core.payouts import compute_payouts
 from credit_pipeline.core.policy import Policy
-from credit_pipeline.core.statement import final_units
+from credit_pipeline.core.statement import effective_corrections, final_units
 from credit_pipeline.ledger.store import LedgerError, LedgerStore
 from credit_pipeline.stages.allocate import curated_for_allocation
+from credit_pipeline.stages.export import recipient_logins
+from credit_pipeline.stages.resolve import effective_policy
 
 
 @dataclass
 class SimulationRow:
     recipient_id: str
+    login: str
     current_units: int
     simulated_units: int
+    units_difference: int
     current_credits: int
     simulated_credits: int
+    credits_difference: int
 
 
-def simulate_epoch(store: LedgerStore, key: str, policy: Policy) -> list[SimulationRow]:
-    """Recompute ``weight-sum-v1`` over the epoch's curated events with ``policy``'s weights and pool.
+@dataclass
+class Side:
+    """One column of the comparison: its policy, pool and totals."""
 
-    Recipients and admin curation stay as they are; admin unit adjustments are kept too.
+    policy_hash: str
+    policy_source: str
+    pool_total: int
+    total_units: int
+    total_credits: int
+    recipients: int
+
+
+@dataclass
+class Simulation:
+    epoch: str
+    status: str
+    compared: str  # what "current" and "simulated" are, in words
+    current: Side
+    simulated: Side
+    rows: list[SimulationRow]
+    warnings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def simulate_epoch(store: LedgerStore, key: str, policy: Policy, baseline: Policy | None = None,
+                   policy_source: str = "the other policy") -> Simulation:
+    """Compare epoch ``key`` as it stands with the same epoch under ``policy``.
+
+    ``baseline`` is the policy an *open* epoch follows (nothing is pinned on it yet); an epoch in
+    review or finalized is compared with its pinned policy and ``baseline`` is not used.
     """
-    if store.get_epoch(key) is None:
+    epoch = store.get_epoch(key)
+    if epoch is None:
         raise LedgerError(f"epoch {key} does not exist yet; collect and resolve it first")
+    if epoch.policy_hash is None and baseline is None:
+        raise LedgerError(f"epoch {key} is open, so no policy is pinned on it yet: it follows the current policy file; "
+                          "set CREDIT_PIPELINE_POLICY (or put policy.yaml in the working directory) to compare with it")
+    pinned = effective_policy(epoch, baseline)
+    pinned_hash = epoch.policy_hash or pinned.policy_hash
+    pinned_source = "pinned on the epoch" if epoch.policy_hash else "the current policy file (the epoch is open, nothing is pinned yet)"
+    rows = store.curated_events(key)
     allocations = {a["recipient_id"]: a for a in store.allocations(key)}
-    current = {r: final_units(a) for r, a in allocations.items()}
-    simulated = {p.recipient_id: p.proposed_units for p in propose_allocations(curated_for_allocation(store.curated_events(key)), policy.weights)}
+    components = store.pool_components(key)
+    extra_pool = sum(c["amount"] for c in components if c["component_id"] != "base_issuance")
+    statements = store.statement_rows(key) if epoch.status == "finalized" else []
+
+    if statements:
+        latest = statements[-1]
+        bundle = json.loads(latest["bundle"])
+        current_units = {p["recipient_id"]: p["total_units"] for p in bundle["payouts"]}
+        current_units |= {a["recipient_id"]: a["final_units"] for a in bundle["allocations"] if a["recipient_id"] not in current_units}
+        current_credits = {p["recipient_id"]: p["amount_credits"] for p in bundle["payouts"]}
+        pool_now = bundle["pool"]["total"]
+        corrections = effective_corrections(store.corrections(key), latest["revision"])
+        pending = sorted({c["revision"] for c in store.corrections(key) if c["revision"] > latest["revision"]})
+        compared = (f"current = statement revision {latest['revision']} of {len(statements)} (what is paid"
+                    + (f"; the correction recorded for revision {pending[0]} is not signed yet and is in neither column" if pending else "")
+                    + f"); simulated = its {sum(1 for r in rows if r['included'] and r['recipient_id'])} credited events re-weighed, "
+                    + "adjustments" + (" and corrections" if corrections else "") + " kept")
+    else:
+        corrections = {}
+        current_units = {r: final_units(a) for r, a in allocations.items()}
+        pool_now = sum(c["amount"] for c in components) if components else pinned.pool.base_issuance
+        current_credits = {line.recipient_id: line.amount_credits for line in compute_payouts(current_units, pool_now)}
+        compared = (f"current = the stored allocation set of the {epoch.status} epoch (not finalized: what it would pay now); "
+                    f"simulated = its {sum(1 for r in rows if r['included'] and r['recipient_id'])} counted events re-weighed, adjustments kept")
+
+    simulated = {p.recipient_id: p.proposed_units for p in propose_allocations(curated_for_allocation(rows), policy.weights)}
     for recipient, a in allocations.items():
         if a["final_units"] is not None:
             simulated[recipient] = a["final_units"]
-    pool_now = sum(c["amount"] for c in store.pool_components(key)) or policy.pool.base_issuance
-    credits_now = {line.recipient_id: line.amount_credits for line in compute_payouts(current, pool_now)}
-    credits_sim = {line.recipient_id: line.amount_credits for line in compute_payouts(simulated, policy.pool.base_issuance)}
-    return [
-        SimulationRow(r, current.get(r, 0), simulated.get(r, 0), credits_now.get(r, 0), credits_sim.get(r, 0))
-        for r in sorted(set(current) | set(simulated))
-    ]
+    for recipient, c in corrections.items():
+        simulated[recipient] = c["final_units"]
+    pool_sim = policy.pool.base_issuance + extra_pool
+    credits_sim = {line.recipient_id: line.amount_credits for line in compute_payouts(simulated, pool_sim)}
+
+    logins = recipient_logins(r for r in rows if r["included"] and r["recipient_id"])
+    table = []
+    for r in sorted(set(current_units) | set(simulated)):
+        cu, su, cc, sc = current_units.get(r, 0), simulated.get(r, 0), current_credits.get(r, 0), credits_sim.get(r, 0)
+        table.append(SimulationRow(r, logins.get(r, ""), cu, su, su - cu, cc, sc, sc - cc))
+    table.sort(key=lambda row: (-row.simulated_credits, -row.current_credits, row.recipient_id))
+    return Simulation(
+        epoch=key, status=epoch.status, compared=compared,
+        current=Side(pinned_hash, pinned_source, pool_now, sum(current_units.values()), sum(current_credits.values()),
+                     sum(1 for v in current_credits.values() if v)),
+        simulated=Side(policy.policy_hash, policy_source, pool_sim, sum(simulated.values()), sum(credits_sim.values()),
+                       sum(1 for v in credits_sim.values() if v)),
+        rows=table, warnings=policy_warnings(pinned, policy, extra_pool, "pinned" if epoch.policy_hash else "current"),
+    )
+
+
+# What simulate does not apply, per policy section, and why it matters.
+_NOT_APPLIED = {
+    "sources": "simulate re-weighs the events already collected for this epoch and collects nothing, so activity only "
+               "the other sources would bring is not counted, and activity they would drop still is",
+    "epoch": "the epoch's window stays the pinned one; events are not re-bucketed into other weeks",
+    "exclude": "simulate keeps the stored curation: accounts the other policy excludes are still credited here, and "
+               "accounts it no longer excludes still get nothing",
+    "unresolved": "simulate keeps the stored resolution of every event: claimants stay claimants (or stay excluded)",
+    "approvers": "approvers do not change a payout, but a statement under the other policy would need their signatures",
+}
+
+
+def policy_warnings(pinned: Policy, other: Policy, extra_pool: int = 0, label: str = "pinned") -> list[str]:
+    """One line for each way ``other`` differs from ``pinned`` in anything but its weights (and version number)."""
+    a, b = pinned.canonical(), other.canonical()
+    warnings = []
+    for path, mine, theirs in _differences(a, b):
+        top = path.split(".")[0]
+        if top in ("weights", "version"):
+            continue
+        if top == "pool":
+            consequence = f"the simulated pool is {theirs + extra_pool}" + (
+                f" ({theirs} base issuance + {extra_pool} recorded kpi_bonus/top_up)" if extra_pool else "")
+        else:
+            consequence = _NOT_APPLIED[top]
+        warnings.append(f"{path} differs: {label} {_shown(mine)}, other {_shown(theirs)}"
+                        + (f" ({_list_change(mine, theirs)})" if isinstance(mine, list) and isinstance(theirs, list) else "")
+                        + f"; {consequence}")
+    return warnings
+
+
+def _differences(a: Any, b: Any, path: str = "") -> list[tuple[str, Any, Any]]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b)):
+            out += _differences(a.get(k), b.get(k), f"{path}.{k}" if path else k)
+        return out
+    return [] if a == b else [(path, a, b)]
+
+
+def _list_change(mine: list[Any], theirs: list[Any]) -> str:
+    added, dropped = [x for x in theirs if x not in mine], [x for x in mine if x not in theirs]
+    parts = ([f"adds {', '.join(map(str, added))}"] if added else []) + ([f"drops {', '.join(map(str, dropped))}"] if dropped else [])
+    return "; ".join(parts) or "same entries, another order"
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 120 else text[:119] + "…"
 
 
 def rows_as_dicts(rows: list[SimulationRow]) -> list[dict[str, Any]]:
-    return [r.__dict__ for r in rows]
+    return [asdict(r) for r in rows]
