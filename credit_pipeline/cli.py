@@ -236,10 +236,23 @@ def cmd_approve(args: argparse.Namespace) -> int:
     import os
 
     from credit_pipeline.core.hashing import sign_message
-    from credit_pipeline.stages.approve import approvable_state, approve_epoch
+    from credit_pipeline.stages.approve import approvable_state, approve_epoch, sign_approval
+
+    if args.sign_only and not args.key_env:
+        raise UsageError("--sign-only signs with a key: give --key-env VAR (the variable holding the approver's private key)")
+
+    def private_key() -> str:
+        key = os.environ.get(args.key_env or "")
+        if not key:
+            raise UsageError(f"environment variable {args.key_env} is not set: export the approver's private key in it, "
+                             "or pass --signature")
+        return key
 
     store = _store()
     policy = _load_policy(args)
+    if args.sign_only:  # only the signature on stdout, for pasting into the Launchpad; nothing recorded
+        print(sign_approval(store, args.epoch, private_key(), policy, reviewed_hash=args.hash))
+        return EXIT_OK
     state = approvable_state(store, args.epoch, policy)
     print(f"epoch {args.epoch} ({state.status}), revision {state.revision}: {len(state.allocations)} recipients, pool {state.pool_total}")
     print(f"allocation set hash: {state.allocation_set_hash}")
@@ -248,18 +261,13 @@ def cmd_approve(args: argparse.Namespace) -> int:
     if args.print_message:
         print(f"to approve: credit-pipeline approve --epoch {args.epoch} --hash {state.allocation_set_hash} --key-env VAR "
               "(or --signature 0x...)")
+        print(f"for the Launchpad (approve_epoch): credit-pipeline approve --epoch {args.epoch} --sign-only --key-env VAR "
+              "prints only the signature, recording nothing")
         return EXIT_OK
     if not args.hash:
         raise UsageError(f"give --hash {state.allocation_set_hash[:12]}... (the allocation set hash you reviewed) so that "
                          "what you sign is what you saw; print it with --print-message")
-    if args.signature:
-        signature = args.signature
-    else:
-        key = os.environ.get(args.key_env or "")
-        if not key:
-            raise UsageError(f"environment variable {args.key_env} is not set: export the approver's private key in it, "
-                             "or pass --signature")
-        signature = sign_message(state.approval_message, key)
+    signature = args.signature if args.signature else sign_message(state.approval_message, private_key())
     record = approve_epoch(store, args.epoch, args.hash, signature, policy)
     print(f"approved by {record.signer}: revision {record.revision}, allocation set {record.allocation_set_hash}")
     print(f"next: materialize payout_statements for partition {args.epoch} (the admin's finalize)")
@@ -529,7 +537,11 @@ def build_parser() -> argparse.ArgumentParser:
     how.add_argument("--signature", help="an EIP-191 signature of the approval message, made elsewhere")
     how.add_argument("--key-env", help="name of an environment variable holding the approver's private key")
     how.add_argument("--print-message", action="store_true", help="only print the hash and the message to sign")
-    approve.add_argument("--hash", help="the allocation set hash you reviewed (required to approve; --print-message shows it)")
+    approve.add_argument("--sign-only", action="store_true",
+                         help="with --key-env: print only the signature (0x...) of the approval message, for the approve_epoch "
+                              "Launchpad; records nothing")
+    approve.add_argument("--hash", help="the allocation set hash you reviewed (required to approve; --print-message shows it; "
+                                        "with --sign-only, refused unless it is the current one)")
     approve.add_argument("--policy")
     approve.set_defaults(func=cmd_approve)
 

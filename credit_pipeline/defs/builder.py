@@ -6,7 +6,7 @@ import os
 import dagster as dg
 
 from credit_pipeline.defs.allocation import build_allocation_asset
-from credit_pipeline.defs.approval import approve_epoch_job
+from credit_pipeline.defs.approval import build_approval_job
 from credit_pipeline.defs.automation import build_cursor_sensor, build_weekly_job, build_weekly_schedule
 from credit_pipeline.defs.collection import build_collection_assets
 from credit_pipeline.defs.partitions import weekly_epochs
@@ -44,10 +44,13 @@ def build_defs(policy_path: str | None = None, resources: dict[str, dg.Configura
     allocations = build_allocation_asset(partitions, resolved)
     statements = build_statement_asset(partitions, allocations)
     weekly_job = build_weekly_job([raw_github, raw_discord, resolved, allocations])
+    resources = resources or default_resources()
+    # The approval job reads the epochs in review now (short timeouts; empty defaults if the ledger does not answer).
+    approve_job = build_approval_job(resources.get("ledger"), resources.get("policy"))
     return dg.Definitions(
         assets=[raw_github, raw_discord, resolved, allocations, statements],
-        jobs=[weekly_job, approve_epoch_job],
+        jobs=[weekly_job, approve_job],
         schedules=[build_weekly_schedule(weekly_job)],
         sensors=[build_cursor_sensor({"github": raw_github, "discord": raw_discord})],
-        resources=resources or default_resources(),
+        resources=resources,
     )
