@@ -236,17 +236,23 @@ def refusal(problem: str, field_name: str | None) -> dg.Failure:
     return dg.Failure(description=line, metadata=metadata, allow_retries=False)
 
 
+def _refuse(context: dg.OpExecutionContext, failure: dg.Failure) -> dg.Failure:
+    # The line alone, as a log row of its own (no traceback) just above the step failure in the run's log.
+    context.log.error(failure.description)
+    return failure
+
+
 def _record(context: dg.OpExecutionContext, config: ApprovalConfigBase, ledger: LedgerResource, policy: PolicyResource) -> None:
     problem = config_problem(config)
     if problem:
-        raise refusal(problem[1], problem[0])
+        raise _refuse(context, refusal(problem[1], problem[0]))
     try:
         key, digest, signature = values(config)
         record = approve_epoch(ledger.store(), key, digest, signature, policy.load())
     except ApprovalRefused as exc:
-        raise refusal(str(exc), exc.field) from None
+        raise _refuse(context, refusal(str(exc), exc.field)) from None
     except (LedgerError, EpochKeyError, PolicyError) as exc:
-        raise refusal(str(exc), "epoch_key" if isinstance(exc, EpochKeyError) else None) from None
+        raise _refuse(context, refusal(str(exc), "epoch_key" if isinstance(exc, EpochKeyError) else None)) from None
     context.log.info(f"epoch {record.epoch_key}: approval by {record.signer} recorded for revision {record.revision}, "
                      f"allocation set {record.allocation_set_hash}")
     context.log_event(dg.AssetObservation(asset_key="epoch_allocations", partition=record.epoch_key,

@@ -54,6 +54,10 @@ def refusal(result: dg.ExecuteInProcessResult, instance: dg.DagsterInstance) -> 
     data = records[0].event_log_entry.dagster_event.event_specific_data
     assert data.error.cls_name == "Failure"
     user = data.user_failure_data
+    # The same line, alone, as an ERROR log row just before the failure (the run page's row without a traceback).
+    logged = [r.event_log_entry.user_message for r in instance.get_records_for_run(result.run_id).records
+              if r.event_log_entry.dagster_event is None and r.event_log_entry.level >= 40]
+    assert logged == [user.description]
     return data.error.message, user.description, {k: v.value for k, v in user.metadata.items()}
 
 
