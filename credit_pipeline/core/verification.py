@@ -209,11 +209,14 @@ def first_difference(stored: Any, rebuilt: Any, path: str = "", side: Side = LED
 
 
 def _row_key(stored: list[Any], other: list[Any]) -> str | None:
-    """The id field every row of both lists carries as a string, if any."""
+    """The id field every row of both lists carries as a string and that is unique in the recomputed
+    list, if any. A log whose rows repeat an id (the corrections of one recipient, revision after
+    revision) is compared by position instead."""
     rows = stored + other
     for key in ROW_KEYS:
         if rows and all(isinstance(r, dict) and isinstance(r.get(key), str) for r in rows):
-            return key
+            ids = [r[key] for r in other]
+            return key if len(ids) == len(set(ids)) else None
     return None
 
 
