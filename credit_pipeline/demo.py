@@ -173,7 +173,7 @@ def run_demo(say: Say = print) -> dict[str, Any]:
         for name in ("raw_github_activity", "raw_discord_activity"):
             m = meta[name]
             say(f"  {name}: {m['new_events']} new events, {m['already_stored']} already stored, {m['api_requests']} API requests")
-        resolved, allocated = meta["resolved_activity"], meta["epoch_allocations"]
+        allocated = meta["epoch_allocations"]
         say(_reconciliation(meta))
         say(f"  {allocated['recipients']} recipients, epoch {key} is {allocated['epoch_status']}"
             + (f" (waiting: {allocated['review_blocked_by']})" if allocated["epoch_status"] == "open" else ""))
