@@ -14,7 +14,7 @@ import re
 from datetime import date
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, ValidationError, field_validator
 
 from credit_pipeline.core.canonical import canonical_hash
 from credit_pipeline.core.events import EVENT_TYPES
@@ -92,6 +92,63 @@ class PoolSection(_Strict):
     base_issuance: Annotated[StrictInt, Field(ge=0, le=MAX_POOL_AMOUNT)]
 
 
+ReviewState = Literal["APPROVED", "CHANGES_REQUESTED", "COMMENTED", "DISMISSED"]
+IssueReason = Literal["completed", "not_planned", "duplicate"]
+MAX_COUNT = 10**6  # lines, message lengths and daily caps: far above anything real, well inside a bigint
+
+
+class PrLabelRule(_Strict):
+    label: Annotated[str, Field(min_length=1, max_length=100)]
+    weight: MilliUnits
+
+
+class PrSizeFloor(_Strict):
+    """A merged PR with fewer changed lines (additions + deletions) than ``min_lines`` weighs ``weight``."""
+
+    min_lines: Annotated[StrictInt, Field(ge=1, le=MAX_COUNT)]
+    weight: MilliUnits
+
+
+class GithubRules(_Strict):
+    review_weights: dict[ReviewState, MilliUnits] | None = None
+    self_review: StrictBool = True
+    one_review_per_pr: StrictBool = False
+    pr_labels: list[PrLabelRule] = Field(default_factory=list)
+    pr_size_floor: PrSizeFloor | None = None
+    issue_reasons: list[IssueReason] | None = None
+    self_closed_issues: Literal["all", "referenced", "none"] = "all"
+
+    @field_validator("pr_labels")
+    @classmethod
+    def _labels_once(cls, value: list[PrLabelRule]) -> list[PrLabelRule]:
+        seen = [r.label for r in value]
+        repeated = next((label for label in seen if seen.count(label) > 1), None)
+        if repeated is not None:  # the later rule could never match: the first match wins
+            raise ValueError(f"label {excerpt(repeated)} is listed twice; the first matching rule wins, so list each label once")
+        return value
+
+
+class DiscordRules(_Strict):
+    message_types: list[Annotated[StrictInt, Field(ge=0, le=255)]] | None = None
+    min_length: Annotated[StrictInt, Field(ge=0, le=MAX_COUNT)] = 0
+    dedupe: StrictBool = False
+    daily_cap: Annotated[StrictInt, Field(ge=1, le=MAX_COUNT)] | None = None
+
+
+class CapsSection(_Strict):
+    units_per_person: dict[Literal["github", "discord"], MilliUnits] = Field(default_factory=dict)
+    # percent of the epoch's units a source may earn, measured against the other sources (see core.rules)
+    pool_share: dict[Literal["github", "discord"], Annotated[StrictInt, Field(ge=1, le=99)]] = Field(default_factory=dict)
+
+
+class RulesSection(_Strict):
+    """Rules that resist gaming (SPEC §6 "Rules"); each is applied per event in ``core.rules``."""
+
+    github: GithubRules = Field(default_factory=GithubRules)
+    discord: DiscordRules = Field(default_factory=DiscordRules)
+    caps: CapsSection = Field(default_factory=CapsSection)
+
+
 class Policy(_Strict):
     """A validated weight policy."""
 
@@ -104,6 +161,8 @@ class Policy(_Strict):
     pool: PoolSection
     # validate_default: leaving approvers out is refused with the same message as listing none.
     approvers: list[str] = Field(default_factory=list, validate_default=True)
+    # Absent in every policy written before the rules: such a policy keeps its hash and its allocations.
+    rules: RulesSection | None = None
 
     @field_validator("weights")
     @classmethod
@@ -141,8 +200,14 @@ class Policy(_Strict):
         return (platform_user_id is not None and platform_user_id in listed) or (login is not None and login in listed)
 
     def canonical(self) -> dict[str, Any]:
-        """The validated document as plain JSON values (what is hashed and pinned)."""
-        return self.model_dump(mode="json")
+        """The validated document as plain JSON values (what is hashed and pinned).
+
+        ``rules`` is left out when absent, so a policy without it hashes as it did before the key existed.
+        """
+        document = self.model_dump(mode="json")
+        if document.get("rules") is None:
+            document.pop("rules", None)
+        return document
 
     @property
     def policy_hash(self) -> str:
@@ -165,7 +230,11 @@ def _explain(error: dict[str, Any]) -> str:
             hint = "; only plain decimal integers are numbers in a policy (write 10, not 010, 0x10, 1_000 or 1:30)"
         return f"{loc}: must be a whole number{unit} (got {excerpt(value)}){hint}"
     if kind == "greater_than_equal":
-        return f"{loc}: must be >= 0 (got {excerpt(value)})"
+        return f"{loc}: must be >= {error.get('ctx', {}).get('ge', 0)} (got {excerpt(value)})"
+    if kind == "less_than_equal" and loc.startswith("rules.") and error.get("ctx", {}).get("le") != MAX_WEIGHT:
+        return f"{loc}: must be at most {error['ctx']['le']} (got {excerpt(value)})"
+    if kind == "bool_type":
+        return f"{loc}: must be true or false (got {excerpt(value)})"
     if kind == "less_than_equal":
         bound = ("10**12 milli-units (MAX_WEIGHT), so the sum of millions of events fits a bigint" if loc.startswith("weights")
                  else "10**60 credits (MAX_POOL_AMOUNT), so payouts fit the ledger's numeric(78,0)")

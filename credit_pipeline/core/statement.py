@@ -23,6 +23,8 @@ from credit_pipeline.core.canonical import canonical_hash, canonical_json
 from credit_pipeline.core.epochs import window_for_key
 from credit_pipeline.core.hashing import allocation_set_hash
 from credit_pipeline.core.payouts import compute_payouts
+from credit_pipeline.core.policy import Policy, validate_policy
+from credit_pipeline.core.rules import RULES_ALGORITHM_VERSION, RuleEvent, credited_account, decide
 
 BUNDLE_FORMAT_V1 = "credit_pipeline.statement.v1"
 BUNDLE_FORMAT_V2 = "credit_pipeline.statement.v2"
@@ -108,25 +110,29 @@ def build_statement(
     """
     start, end = window_for_key(epoch_key)
     weights = policy["weights"]
-    event_rows = [
-        {
-            "event_id": e["event_id"],
-            "source": e["source"],
-            "event_type": e["event_type"],
-            "platform_user_id": e["platform_user_id"],
-            "platform_login": e["platform_login"],
-            "event_time": iso_utc(e["event_time"]),
-            "recipient_id": e["recipient_id"],
-            "resolution": e["resolution"],
-            "weight_override": e.get("weight_override"),
-            "weight": event_weight(curated_of(e), weights),
-            "payload_hash": e["payload_hash"],
-            "note": e.get("note"),
-            "curated_by": e.get("curated_by"),
-            "curated_at": iso_utc(e.get("curated_at")),
-        }
-        for e in sorted(events, key=lambda e: e["event_id"])
-    ]
+    rules_policy = validate_policy(policy, f"pinned policy of epoch {epoch_key}") if policy.get("rules") is not None else None
+    if rules_policy is not None:
+        event_rows = rules_event_rows(events, rules_policy)
+    else:
+        event_rows = [
+            {
+                "event_id": e["event_id"],
+                "source": e["source"],
+                "event_type": e["event_type"],
+                "platform_user_id": e["platform_user_id"],
+                "platform_login": e["platform_login"],
+                "event_time": iso_utc(e["event_time"]),
+                "recipient_id": e["recipient_id"],
+                "resolution": e["resolution"],
+                "weight_override": e.get("weight_override"),
+                "weight": event_weight(curated_of(e), weights),
+                "payload_hash": e["payload_hash"],
+                "note": e.get("note"),
+                "curated_by": e.get("curated_by"),
+                "curated_at": iso_utc(e.get("curated_at")),
+            }
+            for e in sorted(events, key=lambda e: e["event_id"])
+        ]
     allocation_rows = corrected_allocations(allocations, corrections, revision)
     finals = {a["recipient_id"]: a["final_units"] for a in allocation_rows}
     components = sorted(
@@ -151,7 +157,7 @@ def build_statement(
         "supersedes": supersedes,
         "epoch": {"key": epoch_key, "start": iso_utc(start), "end": iso_utc(end), "finalized_at": iso_utc(finalized_at)},
         "issued_at": iso_utc(issued_at),
-        "algorithm": ALGORITHM_VERSION,
+        "algorithm": ALGORITHM_VERSION if rules_policy is None else RULES_ALGORITHM_VERSION,
         "policy": policy,
         "policy_hash": policy_hash,
         "completeness": completeness,
@@ -173,6 +179,35 @@ def build_statement(
         ],
     }
     return {**body, "statement_hash": canonical_hash(body)}
+
+
+def rule_event_of(e: dict[str, Any]) -> RuleEvent:
+    """A bundle event (format v2 under a policy with rules) as the rules see it."""
+    when = datetime.fromisoformat(str(e["event_time"]).replace("Z", "+00:00"))
+    return RuleEvent(e["event_id"], e["source"], e["event_type"], e["recipient_id"], e["platform_user_id"], when,
+                     e.get("weight_override"), e.get("facts") or {})
+
+
+def rules_event_rows(events: Sequence[dict[str, Any]], policy: Policy) -> list[dict[str, Any]]:
+    """Bundle rows of every candidate event under a policy with rules: the account it credits, its rule facts
+    and the decision the rules give it (counted or the rule that stopped it, weight, units, capped)."""
+    rows = []
+    for e in sorted(events, key=lambda e: e["event_id"]):
+        facts = e.get("facts") or {}
+        user_id, login, _ = credited_account(e["event_type"], (e["platform_user_id"], e["platform_login"], bool(e.get("is_bot"))),
+                                             facts, policy)
+        rows.append({
+            "event_id": e["event_id"], "source": e["source"], "event_type": e["event_type"], "platform_user_id": user_id,
+            "platform_login": login, "event_time": iso_utc(e["event_time"]), "recipient_id": e["recipient_id"],
+            "resolution": e["resolution"], "weight_override": e.get("weight_override"), "payload_hash": e["payload_hash"],
+            "note": e.get("note"), "curated_by": e.get("curated_by"), "curated_at": iso_utc(e.get("curated_at")), "facts": facts,
+        })
+    decisions = decide([rule_event_of(r) for r in rows], policy)
+    for r in rows:
+        d = decisions[r["event_id"]]
+        r["weight"] = d.weight
+        r["decision"] = {k: v for k, v in d.to_dict().items() if k != "weight"}
+    return rows
 
 
 def statement_bytes(bundle: dict[str, Any]) -> bytes:

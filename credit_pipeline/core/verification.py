@@ -25,14 +25,16 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from credit_pipeline.core.allocation import ALGORITHM_VERSION, event_weight, propose_allocations
+from credit_pipeline.core.allocation import ALGORITHM_VERSION, ProposedAllocation, event_weight, propose_allocations
 from credit_pipeline.core.canonical import canonical_hash
 from credit_pipeline.core.epochs import window_for_key
 from credit_pipeline.core.hashing import SignatureError, allocation_set_hash, approval_message, recover_signer
 from credit_pipeline.core.payouts import compute_payouts
 from credit_pipeline.core.policy import POOL_COMPONENTS, PolicyError, validate_policy
 from credit_pipeline.core.recipients import RecipientIdError, check_recipient_id
-from credit_pipeline.core.statement import BUNDLE_FORMAT_V1, BUNDLE_FORMAT_V2, curated_of, effective_corrections, iso_utc
+from credit_pipeline.core.rules import RULES_ALGORITHM_VERSION, decide
+from credit_pipeline.core.rules import totals as rule_totals
+from credit_pipeline.core.statement import BUNDLE_FORMAT_V1, BUNDLE_FORMAT_V2, curated_of, effective_corrections, iso_utc, rule_event_of
 
 HEX64 = re.compile(r"[0-9a-f]{64}")
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -272,9 +274,9 @@ def _verify(bundle: dict[str, Any], report: VerificationReport, *, v2: bool) -> 
     start, end = window_for_key(key)
     _same(report, "epoch window", "epoch", {"start": bundle["epoch"]["start"], "end": bundle["epoch"]["end"]},
           {"start": iso_utc(start), "end": iso_utc(end)})
-    if bundle["algorithm"] != ALGORITHM_VERSION:
-        raise Mismatch(f"algorithm: statement says {shown(bundle['algorithm'])}, this verifier recomputes {ALGORITHM_VERSION}")
-    report.checks.append("algorithm")
+    if bundle["algorithm"] not in (ALGORITHM_VERSION, RULES_ALGORITHM_VERSION):
+        raise Mismatch(f"algorithm: statement says {shown(bundle['algorithm'])}, this verifier recomputes {ALGORITHM_VERSION} "
+                       f"and {RULES_ALGORITHM_VERSION}")
     revision, supersedes, ledger_id = (bundle["revision"], bundle["supersedes"], bundle["ledger_id"]) if v2 else (1, None, None)
     if v2:
         if not isinstance(ledger_id, str) or not UUID.fullmatch(ledger_id):
@@ -293,6 +295,13 @@ def _verify(bundle: dict[str, Any], report: VerificationReport, *, v2: bool) -> 
         policy = validate_policy(policy_doc, "policy")
     except PolicyError as exc:
         raise Mismatch("; ".join(line.strip().removeprefix("- ") for line in str(exc).splitlines() if line.strip())) from None
+    want_algorithm = ALGORITHM_VERSION if policy.rules is None else RULES_ALGORITHM_VERSION
+    if bundle["algorithm"] != want_algorithm:
+        raise Mismatch(f"algorithm: statement says {shown(bundle['algorithm'])}, its policy {'has' if policy.rules else 'has no'} "
+                       f"rules, so it is {want_algorithm}")
+    report.checks.append("algorithm")
+    if policy.rules is not None and not v2:
+        raise Mismatch(f"format: a policy with rules needs {BUNDLE_FORMAT_V2}, whose events carry their facts and decisions")
 
     events = bundle["events"]
     ids = [e["event_id"] for e in events]
@@ -301,9 +310,21 @@ def _verify(bundle: dict[str, Any], report: VerificationReport, *, v2: bool) -> 
         raise Mismatch(f"events[event_id={_id_shown(str(out_of_place))}]: event ids must be unique and in order; this one is not")
     for e in events:
         _check_event(e, start, end, v2)
-        _same(report, f"weight of {e['event_id']}", f"events[event_id={_id_shown(e['event_id'])}]", {"weight": e.get("weight")},
-              {"weight": event_weight(curated_of(e), policy.weights)}, "under the bundle's policy")
-    proposed = {p.recipient_id: p for p in propose_allocations(map(curated_of, events), policy.weights)}
+    if policy.rules is None:
+        for e in events:
+            _same(report, f"weight of {e['event_id']}", f"events[event_id={_id_shown(e['event_id'])}]", {"weight": e.get("weight")},
+                  {"weight": event_weight(curated_of(e), policy.weights)}, "under the bundle's policy")
+        proposed = {p.recipient_id: p for p in propose_allocations(map(curated_of, events), policy.weights)}
+    else:
+        decisions = decide([rule_event_of(e) for e in events], policy)
+        for e in events:
+            d = decisions[e["event_id"]]
+            _same(report, f"decision of {e['event_id']}", f"events[event_id={_id_shown(e['event_id'])}]",
+                  {"weight": e.get("weight"), "decision": e.get("decision")},
+                  {"weight": d.weight, "decision": {k: v for k, v in d.to_dict().items() if k != "weight"}},
+                  "re-derived by the bundle's policy rules from the events' facts")
+        report.checks.append("per-event rule decisions, re-derived from the facts")
+        proposed = {t.recipient_id: ProposedAllocation(t.recipient_id, t.units, t.counted) for t in rule_totals(decisions)}
 
     allocations = bundle["allocations"]
     corrections = effective_corrections(bundle.get("corrections") or [], revision) if v2 else {}
@@ -390,7 +411,8 @@ def _verify(bundle: dict[str, Any], report: VerificationReport, *, v2: bool) -> 
         "epoch": key, "revision": revision, "supersedes": supersedes, "ledger_id": ledger_id,
         "policy_hash": bundle["policy_hash"], "approvers": list(policy.approvers), "signers": sorted(set(signers)),
         "allocation_set_hash": allocation_hash, "pool_total": pool_total, "recipients": len(finals),
-        "credited_events": len(events), "statement_hash": bundle["statement_hash"],
+        "credited_events": sum(1 for e in events if (e.get("decision") or {}).get("counted", True)),
+        "statement_hash": bundle["statement_hash"],
     }
 
 

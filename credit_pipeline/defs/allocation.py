@@ -5,11 +5,11 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from credit_pipeline.core.allocation import event_weight
 from credit_pipeline.defs.checks import partitioned_check
 from credit_pipeline.defs.metadata import TABLE_ROW_LIMIT, ints, markdown_table, table
 from credit_pipeline.defs.resources import LedgerResource, PolicyResource
-from credit_pipeline.stages.allocate import AllocationState, allocate_epoch, allocation_lines, curated_for_allocation
+from credit_pipeline.stages.allocate import AllocationState, allocate_epoch, allocation_lines
+from credit_pipeline.stages.decisions import propose
 from credit_pipeline.stages.resolve import effective_policy
 
 
@@ -40,7 +40,7 @@ def build_allocation_asset(partitions: dg.PartitionsDefinition, upstream: dg.Ass
         lines = allocation_lines(state, curated)
         rows = [{"recipient": line.recipient_id, "login": line.login, "events": line.events, "proposed": line.proposed_units,
                  "final": line.final_units, "credits": line.credits, "reason": line.reason} for line in lines]
-        mismatches = _unit_mismatches(curated, effective_policy(store.get_epoch(key), rules).weights, state.allocations)
+        mismatches = _unit_mismatches(curated, effective_policy(store.get_epoch(key), rules), state.allocations)
         return dg.MaterializeResult(
             metadata={
                 **ints(recipients=len(state.allocations), total_final_units=sum(r["final"] for r in rows),
@@ -95,10 +95,7 @@ def _credits_basis(state: AllocationState, total_final: int) -> str:
     return basis + more
 
 
-def _unit_mismatches(rows, weights, allocations) -> list[str]:
-    sums: dict[str, int] = {}
-    for e in curated_for_allocation(rows):
-        if e.included and e.recipient_id is not None:
-            sums[e.recipient_id] = sums.get(e.recipient_id, 0) + event_weight(e, weights)
+def _unit_mismatches(rows, policy, allocations) -> list[str]:
+    sums = {p.recipient_id: p.proposed_units for p in propose(rows, policy)}
     stored = {a["recipient_id"]: a["proposed_units"] for a in allocations}
     return sorted(r for r in set(sums) | set(stored) if sums.get(r, 0) != stored.get(r, 0))

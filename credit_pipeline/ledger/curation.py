@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection
 from credit_pipeline.core.allocation import ProposedAllocation
 from credit_pipeline.core.epochs import parse_epoch_key, window_for_key
 from credit_pipeline.core.policy import POOL_COMPONENTS
+from credit_pipeline.core.rules import FACTS_VERSION
 from credit_pipeline.ledger import tables as t
 from credit_pipeline.ledger.records import CurationProposal, EpochStateError, LedgerError
 from credit_pipeline.ledger.store_base import StoreBase
@@ -60,12 +61,14 @@ class CurationStore(StoreBase):
                 raise LedgerError(f"event {event_id} is not curated into any epoch yet; run resolution for its epoch first")
 
     def curated_events(self, key: str, conn: Connection | None = None) -> list[dict[str, Any]]:
-        """The epoch's curation rows joined with their events (no payloads)."""
-        c, e = t.activity_curation.c, t.activity_events.c
+        """The epoch's curation rows joined with their events (no payloads) and their rule facts (``facts``,
+        None where not derived yet at ``FACTS_VERSION``)."""
+        c, e, f = t.activity_curation.c, t.activity_events.c, t.event_facts.c
         query = (
             sa.select(c.event_id, c.recipient_id, c.resolution, c.included, c.weight_override, c.note, c.curated_by, c.curated_at,
-                      e.source, e.event_type, e.platform_user_id, e.platform_login, e.is_bot, e.event_time, e.payload_hash)
+                      e.source, e.event_type, e.platform_user_id, e.platform_login, e.is_bot, e.event_time, e.payload_hash, f.facts)
             .join_from(t.activity_curation, t.activity_events, c.event_id == e.event_id)
+            .outerjoin(t.event_facts, sa.and_(f.event_id == c.event_id, f.facts_version == FACTS_VERSION))
             .where(c.epoch_key == parse_epoch_key(key))
             .order_by(c.event_id)
         )

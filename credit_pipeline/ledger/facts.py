@@ -127,6 +127,39 @@ class FactsStore(StoreBase):
                 found.update({r.event_id: r.payload for r in conn.execute(sa.select(e.event_id, e.payload).where(e.event_id.in_(batch)))})
         return found
 
+    def events_without_facts(self, event_ids: Sequence[str], facts_version: int) -> list[str]:
+        """Those of ``event_ids`` whose rule facts at ``facts_version`` are not derived yet."""
+        f = t.event_facts.c
+        have: set[str] = set()
+        with self._reading() as conn:
+            for i in range(0, len(event_ids), 5000):
+                batch = list(event_ids[i:i + 5000])
+                have.update(conn.execute(sa.select(f.event_id).where(f.facts_version == facts_version, f.event_id.in_(batch))).scalars())
+        return [e for e in event_ids if e not in have]
+
+    def facts_of(self, event_ids: Sequence[str], facts_version: int) -> dict[str, dict[str, Any]]:
+        """The rule facts of ``event_ids`` at ``facts_version``, by event id (those derived)."""
+        f = t.event_facts.c
+        found: dict[str, dict[str, Any]] = {}
+        with self._reading() as conn:
+            for i in range(0, len(event_ids), 5000):
+                batch = list(event_ids[i:i + 5000])
+                query = sa.select(f.event_id, f.facts).where(f.facts_version == facts_version, f.event_id.in_(batch))
+                found.update({r.event_id: r.facts for r in conn.execute(query)})
+        return found
+
+    def record_facts(self, facts: dict[str, dict[str, Any]], facts_version: int) -> int:
+        """Keep each event's rule facts (append-only; facts already derived are left as they are)."""
+        rows = [{"event_id": k, "facts_version": facts_version, "facts": v} for k, v in facts.items()]
+        if not rows:
+            return 0
+        stmt = pg_insert(t.event_facts).on_conflict_do_nothing()
+        with self.transaction() as conn:
+            written = 0
+            for i in range(0, len(rows), 2000):
+                written += conn.execute(stmt, rows[i:i + 2000]).rowcount or 0
+            return written
+
     def event_counts(self, start: datetime, end: datetime, source: str) -> dict[tuple[str, str], int]:
         """Stored facts in ``[start, end)`` per (event_type, repo or channel)."""
         e = t.activity_events.c

@@ -42,6 +42,12 @@ quarantined_items = sa.Table(
     sa.Column("resolved_event_id", sa.Text),
 )
 
+event_facts = sa.Table(
+    "event_facts", metadata,
+    sa.Column("event_id", sa.Text, primary_key=True), sa.Column("facts_version", sa.Integer, primary_key=True),
+    sa.Column("facts", JSONB), sa.Column("derived_at", TZ),
+)
+
 activity_curation = sa.Table(
     "activity_curation", metadata,
     sa.Column("event_id", sa.Text, primary_key=True),

@@ -10,7 +10,8 @@ names the item and the field.
 from __future__ import annotations
 
 import hashlib
-
+import re
+import unicodedata
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -301,3 +302,77 @@ def _dig(data: Any, *keys: str) -> Any:
     for key in keys:
         data = data.get(key) if isinstance(data, dict) else None
     return data
+
+
+# -- the facts the policy's rules read (core.rules) ------------------------------------------------
+
+# GitHub's closing keywords (docs: "Linking a pull request to an issue"), optionally naming another repo.
+_CLOSING = re.compile(r"\b(?:close[sd]?|fix(?:e[sd])?|resolve[sd]?)\s*:?\s+(?:([A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+))?#([0-9]+)\b",
+                      re.IGNORECASE)
+# Discord markup that carries no words: user, role and channel mentions, custom emoji, timestamps.
+_DISCORD_MARKUP = re.compile(r"<(?:@[!&]?|#)[0-9]+>|<a?:[A-Za-z0-9_~]+:[0-9]+>|<t:-?[0-9]+(?::[tTdDfFR])?>")
+_URL = re.compile(r"https?://\S+", re.IGNORECASE)
+
+
+def message_text(content: Any) -> str:
+    """A message's words: mentions, custom emoji, timestamps, URLs and Unicode emoji removed, whitespace collapsed."""
+    text = _URL.sub(" ", _DISCORD_MARKUP.sub(" ", content if isinstance(content, str) else ""))
+    kept = "".join(ch for ch in text if unicodedata.category(ch) not in ("So", "Sk", "Cf", "Mn", "Me", "Cs", "Co")
+                   and not 0xFE00 <= ord(ch) <= 0xFE0F)
+    return " ".join(kept.split())
+
+
+def event_facts(event_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """The facts of an event's raw payload that the policy's rules read, as plain JSON.
+
+    Pull requests: labels, additions and deletions (None where the payload does not carry them),
+    and the issues its title and body say it closes. Reviews: the state, the PR and its author.
+    Issues: the closing reason and the author and closer accounts (``[id, login, is_bot]``, None when
+    deleted). Messages: the type, the length of the words and a hash of them (the text itself is not
+    repeated), and the channel.
+    """
+    kind, parts = _split_event_id(event_id)
+    if is_escaped(payload):
+        payload = unwrap_payload(payload)
+    if not isinstance(payload, dict):
+        return {}
+    if kind == "github:pr":
+        repo = parts[0]
+        labels = payload.get("labels")
+        names = labels.get("nodes") if isinstance(labels, dict) else labels  # GraphQL connection or REST list
+        closes = {f"{m.group(1) or repo}#{int(m.group(2))}"
+                  for text in (payload.get("title"), payload.get("body")) if isinstance(text, str) for m in _CLOSING.finditer(text)}
+        refs = payload.get("closingIssuesReferences")
+        for node in (refs.get("nodes") or []) if isinstance(refs, dict) else []:
+            other = _dig(node, "repository", "nameWithOwner") or repo
+            if isinstance(node, dict) and isinstance(node.get("number"), int):
+                closes.add(f"{other}#{node['number']}")
+        return {"labels": sorted({str(n.get("name")) for n in names or [] if isinstance(n, dict) and n.get("name") is not None}),
+                "additions": _count(payload.get("additions")), "deletions": _count(payload.get("deletions")),
+                "closes": sorted(closes)}
+    if kind == "github:review":
+        pr, review = payload.get("pull_request") or {}, payload.get("review") or {}
+        author = pr.get("author") if isinstance(pr, dict) else None
+        pr_author = author.get("databaseId") if isinstance(author, dict) else None
+        return {"state": review.get("state") if isinstance(review, dict) else None, "pr": f"{parts[0]}#{int(parts[1])}",
+                "pr_author_id": None if pr_author is None or str(pr_author) == GITHUB_GHOST_ID else str(pr_author)}
+    if kind == "github:issue":
+        def account(user: Any) -> list[Any] | None:
+            try:
+                user_id, login, is_bot = rest_account(user, event_id)
+            except MalformedItem:
+                return None
+            return None if user_id is None else [user_id, login, is_bot]
+        return {"state_reason": payload.get("state_reason"), "issue": f"{parts[0]}#{int(parts[1])}",
+                "author": account(payload.get("user")), "closer": account(payload.get("closed_by"))}
+    if kind == "discord:message":
+        words = message_text(payload.get("content"))
+        kind_value = payload.get("type")
+        return {"type": kind_value if isinstance(kind_value, int) and not isinstance(kind_value, bool) else None,
+                "length": len(words), "channel_id": parts[1],
+                "content_sha256": hashlib.sha256(words.casefold().encode("utf-8", "surrogatepass")).hexdigest()}
+    return {}
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None

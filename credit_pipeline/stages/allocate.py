@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from credit_pipeline.core.allocation import ALGORITHM_VERSION, CuratedEvent, propose_allocations
+from credit_pipeline.core.allocation import CuratedEvent
 from credit_pipeline.core.canonical import canonical_json
 from credit_pipeline.core.completeness import short_streams
 from credit_pipeline.core.hashing import allocation_set_hash, approval_message
@@ -21,6 +21,7 @@ from credit_pipeline.core.payouts import compute_payouts
 from credit_pipeline.core.policy import Policy
 from credit_pipeline.core.statement import corrected_allocations
 from credit_pipeline.ledger.store import EpochRecord, EpochStateError, LedgerStore
+from credit_pipeline.stages.decisions import algorithm_version, propose
 from credit_pipeline.stages.derive import allocation_drift, resolution_drift
 from credit_pipeline.stages.resolve import curated_event, effective_policy, effective_policy_hash
 from credit_pipeline.stages.sources_config import policy_streams
@@ -145,7 +146,7 @@ def allocation_state(store: LedgerStore, key: str, policy: Policy) -> Allocation
     drift: list[str] = []
     if epoch.status != "finalized":
         rows = store.curated_events(key)
-        drift = resolution_drift(rows, store.bindings(), rules) + allocation_drift(rows, stored, rules.weights)
+        drift = resolution_drift(rows, store.bindings(), rules) + allocation_drift(rows, stored, rules)
     ahash = allocation_set_hash({a["recipient_id"]: a["final_units"] for a in allocations})
     ledger_id = store.ledger_id()
     return AllocationState(
@@ -196,8 +197,7 @@ def allocate_epoch(store: LedgerStore, key: str, policy: Policy, now: datetime) 
         epoch = store.lock_epoch(key)  # every writer of the epoch's rows takes this first: no deadlock, no lost update
         rules = effective_policy(epoch, policy)
         if epoch.status != "finalized":
-            proposals = propose_allocations(curated_for_allocation(store.curated_events(key)), rules.weights)
-            store.upsert_allocations(key, proposals, ALGORITHM_VERSION)
+            store.upsert_allocations(key, propose(store.curated_events(key), rules), algorithm_version(rules))
         if epoch.status == "open":
             blockers = review_blockers(epoch, now, [str(ref) for ref in policy_streams(rules)])
             if not blockers:

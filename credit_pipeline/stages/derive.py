@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from credit_pipeline.core.allocation import ALGORITHM_VERSION, propose_allocations, resolve_recipient
+from credit_pipeline.core.allocation import resolve_recipient
 from credit_pipeline.core.policy import Policy
 from credit_pipeline.ledger.store import LedgerStore
-from credit_pipeline.stages.resolve import curated_event, effective_policy, resolve_epoch
+from credit_pipeline.stages.decisions import account_of, algorithm_version, propose
+from credit_pipeline.stages.resolve import effective_policy, resolve_epoch
 
 
 def rederive_epoch(store: LedgerStore, key: str, policy: Policy) -> bool:
@@ -28,7 +29,7 @@ def rederive_epoch(store: LedgerStore, key: str, policy: Policy) -> bool:
     store.lock_epoch(key)  # re-entrant in the caller's transaction; serializes with resolution and allocation passes
     resolve_epoch(store, key, policy, summarize=False)  # its counts are for people; nothing reads them here
     rules = effective_policy(epoch, policy)
-    store.upsert_allocations(key, propose_allocations(map(curated_event, store.curated_events(key)), rules.weights), ALGORITHM_VERSION)
+    store.upsert_allocations(key, propose(store.curated_events(key), rules), algorithm_version(rules))
     return True
 
 
@@ -36,17 +37,18 @@ def resolution_drift(rows: list[dict[str, Any]], bindings: Mapping[tuple[str, st
     """Curated events whose stored recipient is not what the identity log and the policy give."""
     drift = []
     for r in rows:
-        want = resolve_recipient(source=r["source"], platform_user_id=r["platform_user_id"], login=r["platform_login"],
-                                 is_bot=r["is_bot"], bindings=bindings, policy=policy)
+        user_id, login, is_bot = account_of(r, policy)
+        want = resolve_recipient(source=r["source"], platform_user_id=user_id, login=login, is_bot=is_bot, bindings=bindings,
+                                 policy=policy)
         if (want.recipient_id, want.resolution) != (r["recipient_id"], r["resolution"]):
             drift.append(f"event {r['event_id']} is stored for {r['recipient_id'] or 'no one'} ({r['resolution']}), "
                          f"the identity log gives {want.recipient_id or 'no one'} ({want.resolution})")
     return drift
 
 
-def allocation_drift(rows: list[dict[str, Any]], allocations: list[dict[str, Any]], weights: Mapping[str, int]) -> list[str]:
-    """Recipients whose stored proposal differs from the one derived from the curated events."""
-    derived = {p.recipient_id: (p.proposed_units, p.activity_count) for p in propose_allocations(map(curated_event, rows), weights)}
+def allocation_drift(rows: list[dict[str, Any]], allocations: list[dict[str, Any]], policy: Policy) -> list[str]:
+    """Recipients whose stored proposal differs from the one derived from the curated events and the policy's rules."""
+    derived = {p.recipient_id: (p.proposed_units, p.activity_count) for p in propose(rows, policy)}
     stored = {a["recipient_id"]: (a["proposed_units"], a["activity_count"]) for a in allocations}
     drift = []
     for rid in sorted(set(derived) | set(stored)):

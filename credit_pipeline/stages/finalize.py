@@ -87,7 +87,7 @@ def ledger_statement(store: LedgerStore, conn: Connection | None, epoch: EpochRe
     log = store.identity_log_through(identity_through, conn)
     bindings = replay_bindings(log)
     stored = store.allocations(key, conn)
-    drift = resolution_drift(rows, bindings, policy) + allocation_drift(rows, stored, policy.weights)
+    drift = resolution_drift(rows, bindings, policy) + allocation_drift(rows, stored, policy)
     counted = [r for r in rows if counts(curated_event(r))]
     components = store.pool_components(key, conn)
     pool_total = sum(c["amount"] for c in components)

@@ -13,9 +13,11 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 
-from credit_pipeline.core.allocation import CLAIMANT, CuratedEvent, event_weight, resolve_recipient
+from credit_pipeline.core.allocation import CLAIMANT, CuratedEvent, resolve_recipient
 from credit_pipeline.core.policy import Policy, PolicyError, validate_policy
+from credit_pipeline.core.rules import FACTS_VERSION
 from credit_pipeline.ledger.store import CurationProposal, EpochRecord, LedgerStore
+from credit_pipeline.stages.decisions import account_of, ensure_facts, epoch_decisions
 from credit_pipeline.stages.settings import ENV_POLICY
 
 
@@ -106,12 +108,15 @@ def resolve_epoch(store: LedgerStore, key: str, policy: Policy, *, summarize: bo
         if epoch.status != "finalized":
             rules = effective_policy(epoch, policy)
             bindings = store.bindings()
+            chosen = [e for e in events if epoch.status == "open" or e["event_id"] in already]  # late events stay facts only
+            ensure_facts(store, [e["event_id"] for e in chosen])
+            facts = store.facts_of([e["event_id"] for e in chosen if e["event_type"] == "issue_closed"], FACTS_VERSION) \
+                if rules.rules is not None else {}
             proposals = []
-            for e in events:
-                if epoch.status == "review" and e["event_id"] not in already:
-                    continue  # late: recorded as a fact, never curated into a reviewed epoch
-                r = resolve_recipient(source=e["source"], platform_user_id=e["platform_user_id"], login=e["platform_login"],
-                                      is_bot=e["is_bot"], bindings=bindings, policy=rules)
+            for e in chosen:
+                user_id, login, is_bot = account_of({**e, "facts": facts.get(e["event_id"])}, rules)
+                r = resolve_recipient(source=e["source"], platform_user_id=user_id, login=login, is_bot=is_bot, bindings=bindings,
+                                      policy=rules)
                 proposals.append(CurationProposal(e["event_id"], r.recipient_id, r.resolution))
             report.written = store.curate(key, proposals)
     if summarize:
@@ -124,7 +129,13 @@ def summarize_curation(store: LedgerStore, key: str, policy: Policy, report: Res
     rows = store.curated_events(key)
     report.curated = len(rows)
     report.outside_window = store.count_curated_outside_window(key)
-    report.resolved_weight = sum(event_weight(curated_event(r), policy.weights) for r in rows if r["included"] and r["resolution"] == "bound")
+    decisions = epoch_decisions(rows, policy)
+
+    def units(r: dict) -> int:
+        d = decisions.get(r["event_id"])
+        return d.units if d is not None else 0
+
+    report.resolved_weight = sum(units(r) for r in rows if r["included"] and r["resolution"] == "bound")
     report.by_resolution = dict(Counter(r["resolution"] for r in rows))
     accounts: dict[tuple[str, str], list[dict]] = {}
     for r in rows:
@@ -137,7 +148,7 @@ def summarize_curation(store: LedgerStore, key: str, policy: Policy, report: Res
                 external_id=external_id,
                 login=max(items, key=lambda i: i["event_time"])["platform_login"],
                 events=sum(1 for i in items if i["included"]),
-                weight=sum(event_weight(curated_event(i), policy.weights) for i in items if i["included"]),
+                weight=sum(units(i) for i in items if i["included"]),
             )
             for (provider, external_id), items in accounts.items()
         ),

@@ -10,7 +10,9 @@ What is compared, plainly:
   revision, are kept as set; the pool is the recorded kpi_bonus/top_up with the other policy's base
   issuance.
 
-Only the weights and the base issuance are applied. Every other way the other policy differs from the
+The weights, the rules (SPEC §6 "Rules": review states, self-reviews, labels, issue reasons, Discord
+types, length, dedupe, daily cap, caps) and the base issuance are applied; ``by_rule`` counts, per rule,
+the events each side counted or stopped with it and the units it capped. Every other way the other policy differs from the
 pinned one (sources, epoch anchor, excluded accounts, unresolved handling, approvers) is reported as a
 warning, since applying it would need a new collection or resolution, not a re-weighing.
 """
@@ -21,12 +23,12 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from credit_pipeline.core.allocation import propose_allocations
 from credit_pipeline.core.payouts import compute_payouts
 from credit_pipeline.core.policy import Policy
 from credit_pipeline.core.statement import effective_corrections, final_units
 from credit_pipeline.ledger.store import LedgerError, LedgerStore
-from credit_pipeline.stages.allocate import curated_for_allocation
+from credit_pipeline.core.rules import Decision
+from credit_pipeline.stages.decisions import epoch_decisions, proposals_of
 from credit_pipeline.stages.export import recipient_logins
 from credit_pipeline.stages.resolve import effective_policy
 
@@ -41,6 +43,18 @@ class SimulationRow:
     current_credits: int
     simulated_credits: int
     credits_difference: int
+
+
+@dataclass
+class RuleRow:
+    """One rule on both sides: events it decided (counted with it, or stopped by it) and units it capped."""
+
+    rule: str
+    outcome: str  # "counted" | "not counted" | "capped"
+    current_events: int
+    simulated_events: int
+    current_units: int
+    simulated_units: int
 
 
 @dataclass
@@ -64,6 +78,7 @@ class Simulation:
     simulated: Side
     rows: list[SimulationRow]
     warnings: list[str] = field(default_factory=list)
+    by_rule: list[RuleRow] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -112,7 +127,8 @@ def simulate_epoch(store: LedgerStore, key: str, policy: Policy, baseline: Polic
         compared = (f"current = the stored allocation set of the {epoch.status} epoch (not finalized: what it would pay now); "
                     f"simulated = its {sum(1 for r in rows if r['included'] and r['recipient_id'])} counted events re-weighed, adjustments kept")
 
-    simulated = {p.recipient_id: p.proposed_units for p in propose_allocations(curated_for_allocation(rows), policy.weights)}
+    simulated_decisions = epoch_decisions(rows, policy)
+    simulated = {p.recipient_id: p.proposed_units for p in proposals_of(simulated_decisions)}
     for recipient, a in allocations.items():
         if a["final_units"] is not None:
             simulated[recipient] = a["final_units"]
@@ -134,7 +150,30 @@ def simulate_epoch(store: LedgerStore, key: str, policy: Policy, baseline: Polic
         simulated=Side(policy.policy_hash, policy_source, pool_sim, sum(simulated.values()), sum(credits_sim.values()),
                        sum(1 for v in credits_sim.values() if v)),
         rows=table, warnings=policy_warnings(pinned, policy, extra_pool, "pinned" if epoch.policy_hash else "current"),
+        by_rule=rule_rows(epoch_decisions(rows, pinned), simulated_decisions),
     )
+
+
+def _rule_counts(decisions: dict[str, Decision]) -> dict[tuple[str, str], list[int]]:
+    out: dict[tuple[str, str], list[int]] = {}
+    for d in decisions.values():
+        row = out.setdefault((d.rule, "counted" if d.counted else "not counted"), [0, 0])
+        row[0] += 1
+        row[1] += d.units
+        for cap, taken in d.caps:
+            capped = out.setdefault((cap, "capped"), [0, 0])
+            capped[0] += 1
+            capped[1] += taken
+    return out
+
+
+def rule_rows(current: dict[str, Decision], simulated: dict[str, Decision]) -> list[RuleRow]:
+    """Per rule: events and units on each side (counted rules: units counted; stopping rules: 0; caps: units capped)."""
+    a, b = _rule_counts(current), _rule_counts(simulated)
+    order = {"counted": 0, "not counted": 1, "capped": 2}
+    return [RuleRow(rule, outcome, a.get((rule, outcome), [0, 0])[0], b.get((rule, outcome), [0, 0])[0],
+                    a.get((rule, outcome), [0, 0])[1], b.get((rule, outcome), [0, 0])[1])
+            for rule, outcome in sorted(set(a) | set(b), key=lambda k: (order[k[1]], k[0]))]
 
 
 # What simulate does not apply, per policy section, and why it matters.
@@ -155,7 +194,7 @@ def policy_warnings(pinned: Policy, other: Policy, extra_pool: int = 0, label: s
     warnings = []
     for path, mine, theirs in _differences(a, b):
         top = path.split(".")[0]
-        if top in ("weights", "version"):
+        if top in ("weights", "version", "rules"):  # applied
             continue
         if top == "pool":
             consequence = f"the simulated pool is {theirs + extra_pool}" + (

@@ -21,7 +21,8 @@ from credit_pipeline.core.statement import BUNDLE_FORMAT_V2, iso_utc, statement_
 from credit_pipeline.core.verification import Difference, Expectations, Mismatch, VerificationReport, difference, shown, verify_bundle
 from credit_pipeline.ledger.store import EpochRecord, LedgerError, LedgerStore
 from credit_pipeline.sources.base import MalformedItem
-from credit_pipeline.sources.parsing import columns_from_payload
+from credit_pipeline.core.rules import credited_account
+from credit_pipeline.sources.parsing import columns_from_payload, event_facts
 from credit_pipeline.stages.finalize import FinalizeRefused, ledger_statement
 from credit_pipeline.stages.resolve import pinned_document
 
@@ -35,7 +36,7 @@ _TABLE_OF = {
     "completeness_waiver": "epochs", "ledger_id": "ledger_identity", "payouts": "epoch_allocations / epoch_pool_components",
     "allocation_set_hash": "epoch_allocations", "issued_at": "payout_statements",
 }
-_CURATION_FIELDS = {"recipient_id", "resolution", "weight_override", "note", "curated_by", "curated_at", "weight"}
+_CURATION_FIELDS = {"recipient_id", "resolution", "weight_override", "note", "curated_by", "curated_at", "weight", "decision"}
 _DERIVED_FIELDS = ("source", "event_type", "platform_user_id", "platform_login")
 
 
@@ -159,10 +160,18 @@ def _check_payloads(store: LedgerStore, bundle: dict[str, Any]) -> None:
             derived = columns_from_payload(eid, stored, issue_credit=issue_credit)
         except MalformedItem as exc:
             raise Mismatch(f"activity_events: events[event_id={eid}]: the stored payload does not yield this event ({exc})") from None
+        want = {name: getattr(derived, name) for name in _DERIVED_FIELDS}
+        if policy.rules is not None:
+            facts = event_facts(eid, stored)
+            if facts != event.get("facts"):
+                raise Mismatch(f"activity_events: events[event_id={eid}].facts: statement says {shown(event.get('facts'))}, "
+                               f"its stored payload gives {shown(facts)}")
+            want["platform_user_id"], want["platform_login"], _ = credited_account(
+                derived.event_type, (derived.platform_user_id, derived.platform_login, derived.is_bot), facts, policy)
         for name in _DERIVED_FIELDS:
-            if getattr(derived, name) != event[name]:
+            if want[name] != event[name]:
                 raise Mismatch(f"activity_events: events[event_id={eid}].{name}: statement says {shown(event[name])}, "
-                               f"its stored payload gives {shown(getattr(derived, name))}")
+                               f"its stored payload gives {shown(want[name])}")
         if iso_utc(derived.event_time) != event["event_time"]:
             raise Mismatch(f"activity_events: events[event_id={eid}].event_time: statement says {shown(event['event_time'])}, "
                            f"its stored payload gives {shown(iso_utc(derived.event_time))}")

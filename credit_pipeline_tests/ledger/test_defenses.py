@@ -45,10 +45,11 @@ SET_HASH = "e" * 64
 
 # Tables of facts: a BEFORE TRUNCATE trigger on each. Mutable by design: source_cursors, schema_migrations.
 FACT_TABLES = ["epochs", "activity_events", "activity_curation", "epoch_allocations", "epoch_pool_components", "epoch_approvals",
-               "payout_statements", "statement_corrections", "identity_events", "ledger_identity", "quarantined_items"]
+               "payout_statements", "statement_corrections", "identity_events", "ledger_identity", "quarantined_items",
+               "event_facts"]
 ALL_TABLES = FACT_TABLES + ["source_cursors", "schema_migrations"]
 APPEND_ONLY = ["activity_events", "epoch_pool_components", "epoch_approvals", "payout_statements", "statement_corrections",
-               "identity_events", "ledger_identity"]
+               "identity_events", "ledger_identity", "event_facts"]
 # What the app role may change, and nothing else (sql/0003, credit_pipeline_app_grants).
 APP_UPDATES = {"epochs", "activity_curation", "epoch_allocations", "source_cursors", "quarantined_items"}  # + sql/0004
 APP_DELETES = {"epoch_allocations"}
@@ -129,6 +130,7 @@ def seed(store: LedgerStore) -> None:
                             pr_event(2, START + timedelta(days=7, hours=1), user_id="200"),
                             pr_event(3, START + timedelta(days=7, hours=2), user_id="200"))
     store.record_page([done, open_1, open_2], CURSOR, [QuarantinedItem.of({"number": "x"}, "field 'number' is not a whole number")])
+    store.record_facts({done.event_id: {"labels": []}, open_1.event_id: {"labels": []}}, 1)
     store.bind("github", "100", "alice")
     store.bind("github", "200", "bob")
     for key in (KEY, OPEN):
@@ -186,7 +188,7 @@ def test_app_role_cannot_update_or_delete_append_only_rows(seeded, app, table):
     before = snapshot(seeded)
     column = {"activity_events": "platform_login", "epoch_pool_components": "recorded_by", "epoch_approvals": "message",
               "payout_statements": "bundle", "statement_corrections": "reason", "identity_events": "actor",
-              "ledger_identity": "created_at", "schema_migrations": "checksum"}[table]
+              "ledger_identity": "created_at", "schema_migrations": "checksum", "event_facts": "derived_at"}[table]
     refused(app, f"UPDATE {table} SET {column} = {column}", f"permission denied for table {table}")
     refused(app, f"DELETE FROM {table}", f"permission denied for table {table}")
     assert snapshot(seeded) == before
@@ -600,7 +602,7 @@ def test_upgrading_a_consistent_ledger_keeps_every_binding_exactly(pg_server_url
         query = "SELECT provider, external_id, user_id, identity_event_id, bound_at FROM user_bindings ORDER BY 1, 2"
         with engine.connect() as conn:
             table = conn.execute(sa.text(query)).all()
-        assert upgrade(engine) == ["0003", "0004"]
+        assert upgrade(engine) == ["0003", "0004", "0005"]
         with engine.connect() as conn:
             assert conn.execute(sa.text(query)).all() == table
             assert conn.execute(sa.text("SELECT count(*) FROM epoch_allocations")).scalar() == 1  # old rows stay as written
