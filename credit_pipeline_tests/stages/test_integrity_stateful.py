@@ -19,7 +19,9 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
+from credit_pipeline.core.events import ActivityEvent
 from credit_pipeline.core.hashing import sign_message
+from credit_pipeline.core.policy import validate_policy
 from credit_pipeline.ledger.store import LedgerError, LedgerStore
 from credit_pipeline.stages.admin import (add_pool, adjust_recipient, bind_account, correct_recipient, curate_event,
                                           merge_people, revoke_account)
@@ -52,6 +54,8 @@ class AdminSequences(RuleBasedStateMachine):
     server_url: str = ""
     template: str = ""
     written: Counter = Counter()  # statement revisions written across all examples
+    policy = POLICY
+    stopped = 0  # events a rule did not count, in the statements checked
 
     @initialize()
     def setup(self):
@@ -62,9 +66,16 @@ class AdminSequences(RuleBasedStateMachine):
                                 pr_event(3, START + timedelta(days=3), "300", "carol"),
                                 pr_event(7, START + timedelta(days=4), "100", "alice"),
                                 message_event(5, START + timedelta(days=1), "300")], None)
-        resolve_epoch(self.store, KEY, POLICY)
+        if self.policy.rules is not None:  # facts the rules decide on: a trivial PR, a duplicate and a short message
+            plain = pr_event(8, START + timedelta(days=4, hours=1), "200", "bob")
+            trivial = ActivityEvent.model_validate({**plain.model_dump(), "payload": {**plain.payload, "labels": [{"name": "trivial"}]},
+                                                    "payload_hash": ""})
+            self.store.record_page([trivial,
+                                    message_event(6, START + timedelta(days=1, hours=1), "300"),
+                                    message_event(9, START + timedelta(days=1, hours=2), "300")], None)
+        resolve_epoch(self.store, KEY, self.policy)
         ready_for_review(self.store)
-        allocate_epoch(self.store, KEY, POLICY, now=AFTER)
+        allocate_epoch(self.store, KEY, self.policy, now=AFTER)
         self.late = 100
 
     def teardown(self):
@@ -82,27 +93,27 @@ class AdminSequences(RuleBasedStateMachine):
 
     @rule(event=st.sampled_from(EVENTS), included=st.booleans(), weight=st.none() | st.integers(0, 20000))
     def curate(self, event, included, weight):
-        self.attempt(curate_event, self.store, event, POLICY, actor="admin", included=included, weight_override=weight)
+        self.attempt(curate_event, self.store, event, self.policy, actor="admin", included=included, weight_override=weight)
 
     @rule(event=st.sampled_from(EVENTS))
     def clear_override(self, event):
-        self.attempt(curate_event, self.store, event, POLICY, actor="admin", clear_override=True, note="cleared")
+        self.attempt(curate_event, self.store, event, self.policy, actor="admin", clear_override=True, note="cleared")
 
     @rule(account=st.sampled_from(ACCOUNTS), person=st.sampled_from(PEOPLE))
     def bind(self, account, person):
-        self.attempt(bind_account, self.store, *account, person, POLICY, actor="admin")
+        self.attempt(bind_account, self.store, *account, person, self.policy, actor="admin")
 
     @rule(account=st.sampled_from(ACCOUNTS))
     def revoke(self, account):
-        self.attempt(revoke_account, self.store, *account, POLICY, actor="admin")
+        self.attempt(revoke_account, self.store, *account, self.policy, actor="admin")
 
     @rule(a=st.sampled_from(PEOPLE), b=st.sampled_from(PEOPLE))
     def merge(self, a, b):
-        self.attempt(merge_people, self.store, a, b, POLICY, actor="admin")
+        self.attempt(merge_people, self.store, a, b, self.policy, actor="admin")
 
     @rule(recipient=st.sampled_from(PEOPLE + ["github:200", "discord:300", "bad id"]), units=st.none() | st.integers(0, 30000))
     def adjust(self, recipient, units):
-        self.attempt(adjust_recipient, self.store, KEY, recipient, units, "reviewed" if units is not None else None, POLICY, actor="admin")
+        self.attempt(adjust_recipient, self.store, KEY, recipient, units, "reviewed" if units is not None else None, self.policy, actor="admin")
 
     @rule(component=st.sampled_from(["top_up", "kpi_bonus"]), amount=st.integers(0, 5000))
     def pool(self, component, amount):
@@ -115,17 +126,17 @@ class AdminSequences(RuleBasedStateMachine):
 
     @rule()
     def resolve_and_allocate(self):
-        resolve_epoch(self.store, KEY, POLICY)
-        allocate_epoch(self.store, KEY, POLICY, now=AFTER)
+        resolve_epoch(self.store, KEY, self.policy)
+        allocate_epoch(self.store, KEY, self.policy, now=AFTER)
 
     @rule(signer=st.sampled_from([APPROVER_KEY, "0x" + "5d" * 32]), stale=st.booleans())
     def approve(self, signer, stale):
         try:
-            state = allocation_state(self.store, KEY, POLICY)
+            state = allocation_state(self.store, KEY, self.policy)
         except LedgerError:
             return
         ahash = "0" * 64 if stale else state.allocation_set_hash
-        self.attempt(approve_epoch, self.store, KEY, ahash, sign_message(state.approval_message, signer), POLICY)
+        self.attempt(approve_epoch, self.store, KEY, ahash, sign_message(state.approval_message, signer), self.policy)
 
     @rule()
     def approve_then_finalize(self):
@@ -153,7 +164,9 @@ class AdminSequences(RuleBasedStateMachine):
         for row in self.store.statement_rows(KEY):
             offline = verify_file_bytes(row["bundle"].encode())
             assert offline.ok, offline.mismatch
-            payouts = json.loads(row["bundle"])["payouts"]
+            bundle = json.loads(row["bundle"])
+            payouts = bundle["payouts"]
+            AdminSequences.stopped += sum(1 for e in bundle["events"] if not e.get("decision", {}).get("counted", True))
             assert not payouts or sum(p["amount_credits"] for p in payouts) == row["pool_total"]
 
 
@@ -166,4 +179,27 @@ def test_random_admin_sequences_keep_the_chain_verifiable(pg_server_url, templat
                                                                 suppress_health_check=list(HealthCheck)))
     print(f"statement revisions written: {dict(AdminSequences.written)}")
     assert AdminSequences.written[1] > 0, "no sequence reached a finalized statement: the property was never exercised"
+
+
+RULES_POLICY = validate_policy({**POLICY.canonical(), "rules": {
+    "github": {"pr_labels": [{"label": "trivial", "weight": 0}], "self_review": False},
+    "discord": {"message_types": [0, 19], "min_length": 3, "dedupe": True, "daily_cap": 2},
+    "caps": {"units_per_person": {"github": 12000}, "pool_share": {"discord": 10}}}})
+
+
+@pytest.mark.slow
+def test_random_admin_sequences_under_a_policy_with_rules_keep_the_chain_verifiable(pg_server_url, template_db):
+    """The same chain when the policy's rules decide events (labels, dedupe, caps): decisions re-derive everywhere."""
+    AdminSequences.server_url, AdminSequences.template = pg_server_url, template_db
+    AdminSequences.written.clear()
+    AdminSequences.policy = RULES_POLICY
+    AdminSequences.stopped = 0
+    try:
+        run_state_machine_as_test(AdminSequences, settings=settings(max_examples=int(os.environ.get("CP_STATEFUL_EXAMPLES", 30)) // 2,
+                                                                    stateful_step_count=25, deadline=None,
+                                                                    suppress_health_check=list(HealthCheck)))
+    finally:
+        AdminSequences.policy = POLICY
+    assert AdminSequences.written[1] > 0, "no sequence reached a finalized statement: the property was never exercised"
+    assert AdminSequences.stopped > 0, "no statement carried an event a rule stopped: the rules were never exercised"
 
