@@ -79,6 +79,16 @@ def write_instance_yaml(dagster_home: Path, dagster_url: str) -> None:
     os.environ[ENV_DAGSTER_URL] = dagster_url
 
 
+# The shipped rules (SPEC §6 "Rules", docs/policy.md): the sample org games each of them once.
+DEMO_RULES = {
+    "github": {"review_weights": {"APPROVED": 2000, "CHANGES_REQUESTED": 2000, "COMMENTED": 500, "DISMISSED": 2000},
+               "self_review": False, "one_review_per_pr": True, "pr_labels": [{"label": "trivial", "weight": 0}],
+               "issue_reasons": ["completed"], "self_closed_issues": "referenced"},
+    "discord": {"message_types": [0, 19], "min_length": 10, "dedupe": True, "daily_cap": 20},
+    "caps": {"units_per_person": {"discord": 5000}},
+}
+
+
 def write_demo_policy(path: Path, org, anchor: datetime) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     policy = {
@@ -90,6 +100,7 @@ def write_demo_policy(path: Path, org, anchor: datetime) -> None:
         "unresolved": "claimant",
         "pool": {"base_issuance": 10000},
         "approvers": [address_of(DEMO_APPROVER_KEY)],
+        "rules": DEMO_RULES,
     }
     header = "# Written by `credit-pipeline demo` for its sandbox org. The approver is the public demo key.\n"
     path.write_text(header + yaml.safe_dump(policy, sort_keys=False))

@@ -210,6 +210,14 @@ def rules_event_rows(events: Sequence[dict[str, Any]], policy: Policy) -> list[d
     return rows
 
 
+def counted_events(bundle: dict[str, Any]) -> tuple[int, int, int]:
+    """(events counted, events a rule did not count, milli-units capped) of a bundle; v1/no-rules bundles count all."""
+    events = bundle.get("events") or []
+    decisions = [e.get("decision") or {"counted": True, "capped": 0} for e in events]
+    counted = sum(1 for d in decisions if d.get("counted"))
+    return counted, len(events) - counted, sum(int(d.get("capped") or 0) for d in decisions)
+
+
 def statement_bytes(bundle: dict[str, Any]) -> bytes:
     """The canonical bytes of a bundle: what is exported and compared."""
     return canonical_json(bundle).encode("utf-8")

@@ -3,6 +3,7 @@
 
 import dagster as dg
 
+from credit_pipeline.core.statement import counted_events
 from credit_pipeline.defs.checks import partitioned_check
 from credit_pipeline.defs.metadata import ints, markdown_table
 from credit_pipeline.defs.resources import LedgerResource
@@ -41,9 +42,11 @@ def build_statement_asset(partitions: dg.PartitionsDefinition, upstream: dg.Asse
         payouts = bundle["payouts"]
         verified = verify_stored(store, key)
         top = sorted(payouts, key=lambda p: (-p["amount_credits"], p["recipient_id"]))
+        counted, not_counted, capped = counted_events(bundle)
         return dg.MaterializeResult(
             metadata={
-                **ints(recipients=len(payouts), pool_total=bundle["pool"]["total"], credited_events=len(bundle["events"]),
+                **ints(recipients=len(payouts), pool_total=bundle["pool"]["total"], credited_events=counted,
+                       events_not_counted_by_rules=not_counted, units_capped_by_rules=capped,
                        total_credits=sum(p["amount_credits"] for p in payouts), approvals=len(bundle["approvals"])),
                 "statement_hash": bundle["statement_hash"],
                 "revision": bundle.get("revision", 1),

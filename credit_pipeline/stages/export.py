@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from credit_pipeline.core.statement import statement_bytes
+from credit_pipeline.core.statement import counted_events, statement_bytes
 from credit_pipeline.stages.escaping import markdown_cell, spreadsheet_cell
 
 FORMATS = ("json", "csv", "safe-csv", "md")
@@ -78,6 +78,7 @@ def markdown_report(bundle: dict[str, Any]) -> str:
     key = m(epoch["key"])
     revision = bundle.get("revision", 1)
     logins = recipient_logins(bundle.get("events") or [])
+    counted, not_counted, capped = counted_events(bundle)
     components = ", ".join(f"{m(c['component_id'])} {c['amount']}" for c in bundle["pool"]["components"])
     payouts = payout_order(bundle["payouts"])
     lines = [
@@ -86,7 +87,9 @@ def markdown_report(bundle: dict[str, Any]) -> str:
         f"Window `[{epoch['start']}, {epoch['end']})`, finalized {m(epoch.get('finalized_at'))}.",
         f"Pool: **{bundle['pool']['total']}** credits ({components}); "
         f"{sum(p['amount_credits'] for p in payouts)} paid to {len(payouts)} recipients.",
-        f"{len(bundle['events'])} credited events, algorithm `{m(bundle['algorithm'])}`, policy `{m(bundle['policy_hash'])}`.",
+        f"{counted} credited events" + (f" ({not_counted} not counted and {capped} milli-units capped by the policy's rules)"
+                                         if not_counted or capped else "")
+        + f", algorithm `{m(bundle['algorithm'])}`, policy `{m(bundle['policy_hash'])}`.",
         "",
         "| recipient | login | units | share | credits |",
         "|---|---|---:|---:|---:|",
