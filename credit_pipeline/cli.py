@@ -415,7 +415,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     print(f"current policy    {now.policy_hash}  {now.policy_source}")
     print(f"simulated policy  {then.policy_hash}  {then.policy_source}")
     if not sim.warnings:
-        print("the other policy differs from the current one in its weights only" if now.policy_hash != then.policy_hash
+        print("the other policy differs from the current one in its weights or rules only" if now.policy_hash != then.policy_hash
               else "the other policy is the current one")
     print()
     _print_table([{"": name, "current": a, "simulated": b, "difference": signed(b - a)} for name, a, b in (
@@ -427,6 +427,57 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             for r in sim.rows]
     _print_table(rows, ["recipient_id", "login", "current_units", "simulated_units", "units_difference",
                         "current_credits", "simulated_credits", "credits_difference"])
+    if sim.by_rule:
+        print()
+        print("per rule (counted: events counted with it and their units; not counted: events it stopped; capped: units it took)")
+        _print_table([{**r.__dict__, "events_difference": signed(r.simulated_events - r.current_events),
+                       "units_difference": signed(r.simulated_units - r.current_units)} for r in sim.by_rule],
+                     ["rule", "outcome", "current_events", "simulated_events", "events_difference", "current_units",
+                      "simulated_units", "units_difference"])
+    return EXIT_OK
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from credit_pipeline.core.epochs import parse_epoch_key
+    from credit_pipeline.stages.escaping import _CONTROL
+    from credit_pipeline.stages.explain import explain_recipient
+
+    parse_epoch_key(args.epoch)
+    ex = explain_recipient(_store(), args.epoch, _load_policy(args), args.recipient)
+    for line in ex.drift:
+        print(f"warning: {line}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(ex.as_dict(), indent=2))
+        return EXIT_OK
+
+    def plain(value: Any) -> str:  # details quote outside text (a PR's label): one line, no terminal control codes
+        return _CONTROL.sub(" ", str(value)).strip()
+
+    print(f"{ex.recipient_id} in epoch {ex.epoch} ({ex.status}): policy {ex.policy_hash}, {ex.algorithm_version}"
+          + ("" if ex.rules else " (the policy has no rules: every included event counts with its weight)"))
+    print()
+    if ex.events:
+        _print_table([{"event_id": e.event_id, "event_type": e.event_type, "event_time": e.event_time,
+                       "counted": "yes" if e.counted else "no", "rule": e.rule, "detail": plain(e.detail),
+                       "weight": e.weight, "units": e.units,
+                       "capped": " ".join(f"{taken} ({cap})" for cap, taken in e.caps.items()) if e.capped else ""}
+                      for e in ex.events],
+                     ["event_id", "event_type", "event_time", "counted", "rule", "detail", "weight", "units", "capped"])
+    else:
+        print("no events in this epoch (an allocation line set by an admin)")
+    print()
+    stopped = ", ".join(f"{rule} {n}" for rule, n in ex.not_counted_by_rule.items())
+    print(f"counted      {ex.counted_events} events, {ex.units} milli-units")
+    print(f"not counted  {ex.not_counted_events} events" + (f" ({stopped})" if stopped else ""))
+    print("capped       " + (", ".join(f"{units} milli-units by {rule}" for rule, units in ex.capped.items()) or "nothing"))
+    if ex.stored_proposed_units is None:
+        stored = "the stored allocation set has no line for this recipient"
+    else:
+        stored = f"stored proposal {ex.stored_proposed_units} milli-units over {ex.stored_activity_count} events"
+        stored += " (differs: see the warning)" if ex.drift else " (equal)"
+        if ex.stored_final_units is not None:
+            stored += f"; final {ex.stored_final_units} milli-units, set by an admin: {plain(ex.adjustment_reason or '')}"
+    print(f"total        {ex.units} milli-units over {ex.counted_events} counted events; {stored}")
     return EXIT_OK
 
 
@@ -608,13 +659,24 @@ def build_parser() -> argparse.ArgumentParser:
     simulate = sub.add_parser("simulate", help="an epoch's allocation and payouts under another policy (writes nothing)",
                               description="Compare what epoch KEY pays (the latest statement revision of a finalized epoch, else "
                                           "its stored allocation set) with the same curated events re-weighed under another "
-                                          "policy; adjustments and corrections are kept. Prints both policy hashes, the totals, "
-                                          "a per-recipient difference, and a warning for each difference other than the weights "
+                                          "policy and its rules; adjustments and corrections are kept. Prints both policy hashes, the totals, "
+                                          "a per-recipient difference, a per-rule comparison, and a warning for each difference other than the weights and rules "
                                           "that a re-weighing does not apply (sources, anchor, excludes, unresolved, approvers).")
     simulate.add_argument("--epoch", required=True)
     simulate.add_argument("--policy", required=True, help="the other policy file (the epoch's pinned policy is the baseline)")
-    simulate.add_argument("--json", action="store_true", help="the comparison as JSON: compared, current, simulated, warnings, rows")
+    simulate.add_argument("--json", action="store_true", help="the comparison as JSON: compared, current, simulated, warnings, rows, by_rule")
     simulate.set_defaults(func=cmd_simulate)
+
+    explain = sub.add_parser("explain", help="a recipient's events in an epoch: counted or not, the rule that decided each, caps",
+                             description="List recipient R's events in epoch KEY with the decision the policy's rules give each "
+                                         "(the same decisions allocation, finalize and verify use): the events counted with their "
+                                         "weight and units, those not counted and the rule that stopped each, and the units each cap "
+                                         "took. An open epoch follows the current policy; one in review or finalized its pinned one.")
+    explain.add_argument("--epoch", required=True)
+    explain.add_argument("--recipient", required=True, help="a person id or a claimant provider:external_id")
+    explain.add_argument("--policy", help="policy file for an open epoch (default $CREDIT_PIPELINE_POLICY or ./policy.yaml)")
+    explain.add_argument("--json", action="store_true", help="the explanation as JSON")
+    explain.set_defaults(func=cmd_explain)
 
     sub.add_parser("demo", help="run one full sample week end to end on the embedded default and verify it").set_defaults(func=cmd_demo)
     dev = sub.add_parser("dev", help="the demo environment in the Dagster UI, with the sensor and schedule live")

@@ -186,6 +186,7 @@ def run_demo(say: Say = print) -> dict[str, Any]:
             say(f"  {name}: {m['new_events']} new events, {m['already_stored']} already stored, {m['api_requests']} API requests")
         allocated = meta["epoch_allocations"]
         say(_reconciliation(meta))
+        say(f"  policy rules: {allocated['rules_summary']} (credit-pipeline explain --epoch {key} --recipient R shows why)")
         say(f"  {allocated['recipients']} recipients, epoch {key} is {allocated['epoch_status']}"
             + (f" (waiting: {allocated['review_blocked_by']})" if allocated["epoch_status"] == "open" else ""))
         epoch = store.get_epoch(key)

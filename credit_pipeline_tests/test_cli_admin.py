@@ -1,9 +1,10 @@
-"""The admin's and the auditor's commands: approve, adjust, curate, pool, export, verify, simulate."""
+"""The admin's and the auditor's commands: approve, adjust, curate, pool, export, verify, simulate, explain."""
 
 import csv
 import io
 import json
 import re
+from datetime import timedelta
 
 import pytest
 import yaml
@@ -14,7 +15,7 @@ from credit_pipeline.stages.resolve import resolve_epoch
 
 from credit_pipeline_tests.stages.test_flow import APPROVER_KEY, KEY, POLICY, ready_for_review, week  # noqa: F401
 from credit_pipeline.stages.allocate import allocate_epoch
-from credit_pipeline_tests.stages.test_flow import AFTER
+from credit_pipeline_tests.stages.test_flow import AFTER, message_event
 
 
 @pytest.fixture
@@ -111,6 +112,100 @@ def test_curate_pool_and_simulate(env, store, tmp_path, capsys):
     assert sum(r["simulated_credits"] for r in rows.values()) == 10500  # the other policy's base issuance + the recorded top_up
 
 
+
+def rules_policy_file(tmp_path):
+    """The env's policy with rules: the week's Discord message ("hello") is under min_length."""
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump({**POLICY.canonical(), "rules": {"discord": {"min_length": 10}, "github": {"pr_labels": []}}}))
+    return path
+
+
+def test_simulate_prints_the_per_rule_comparison_as_a_second_table(env, store, tmp_path, capsys):
+    other = rules_policy_file(tmp_path)
+    capsys.readouterr()
+    assert main(["simulate", "--epoch", KEY, "--policy", str(other)]) == 0
+    out = capsys.readouterr().out
+    per_rule = out[out.index("per rule"):].splitlines()
+    assert per_rule[1].split() == ["rule", "outcome", "current_events", "simulated_events", "events_difference", "current_units",
+                                   "simulated_units", "units_difference"]
+    rows = {tuple(line.split()[:3]) for line in per_rule[2:] if line.strip()}
+    assert ("min_length", "not", "counted") in rows and ("weights", "counted", "4") in rows
+    assert main(["simulate", "--epoch", KEY, "--policy", str(other), "--json"]) == 0
+    by_rule = {(r["rule"], r["outcome"]): r for r in json.loads(capsys.readouterr().out)["by_rule"]}
+    assert (by_rule[("min_length", "not counted")]["current_events"], by_rule[("min_length", "not counted")]["simulated_events"]) == (0, 1)
+    assert by_rule[("weights", "counted")]["current_units"] == 24500 and by_rule[("weights", "counted")]["simulated_units"] == 24000
+
+
+def test_explain_lists_a_recipients_events_with_the_rule_and_the_totals(env, store, capsys):
+    capsys.readouterr()
+    assert main(["explain", "--epoch", KEY, "--recipient", "github:100"]) == 0
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    assert lines[0].startswith(f"github:100 in epoch {KEY} (review): policy {POLICY.policy_hash}, weight-sum-v1")
+    header = next(i for i, line in enumerate(lines) if line.startswith("event_id"))
+    assert lines[header].split() == ["event_id", "event_type", "event_time", "counted", "rule", "detail", "weight", "units", "capped"]
+    assert lines[header + 1].split()[:7] == ["github:pr:acme/widgets:1", "pr_merged", "2026-02-16T00:00:00Z", "yes", "weights",
+                                             "github:pr_merged", "8000"]
+    assert "total        16000 milli-units over 2 counted events; stored proposal 16000 milli-units over 2 events (equal)" in out
+    assert err == ""
+    assert main(["explain", "--epoch", KEY, "--recipient", "github:100", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert (data["units"], data["counted_events"], data["stored_proposed_units"], data["drift"]) == (16000, 2, 16000, [])
+    assert [e["event_id"] for e in data["events"]] == ["github:pr:acme/widgets:1", "github:pr:acme/widgets:2"]
+
+
+def test_explain_under_rules_names_the_rule_that_stopped_an_event(env, store, tmp_path, capsys, monkeypatch):
+    from credit_pipeline.core.policy import validate_policy
+
+    # A later week is open and follows the policy file: point the file at the rules and explain the open week.
+    later, when = "2026-02-23", AFTER + timedelta(days=1)
+    store.record_page([message_event(40, when, "300")], None)
+    rules = rules_policy_file(tmp_path)
+    monkeypatch.setenv("CREDIT_PIPELINE_POLICY", str(rules))
+    policy = validate_policy(yaml.safe_load(rules.read_text()))
+    resolve_epoch(store, later, policy)
+    allocate_epoch(store, later, policy, now=when)
+    capsys.readouterr()
+    assert main(["explain", "--epoch", later, "--recipient", "discord:300"]) == 0
+    out = capsys.readouterr().out
+    assert "weight-rules-v1" in out.splitlines()[0]
+    row = next(line for line in out.splitlines() if line.startswith("discord:message:"))
+    assert row.split()[3:5] == ["no", "min_length"] and "5 characters after trimming, under 10" in row
+    assert "not counted  1 events (min_length 1)" in out and "the stored allocation set has no line" in out
+    # The review week keeps its pinned policy (no rules), whatever the file says now.
+    assert main(["explain", "--epoch", KEY, "--recipient", "discord:300", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["events"][0]["rule"] == "weights"
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["explain", "--epoch", KEY, "--recipient", "mallory"], "recipient 'mallory' has no event and no allocation in epoch"),
+    (["explain", "--epoch", KEY, "--recipient", "alice"], "credit-pipeline simulate --epoch 2026-02-16"),
+    (["explain", "--epoch", KEY, "--recipient", "BOB"], "'BOB' is the login of github:200: pass that id"),
+    (["explain", "--epoch", "2026-03-02", "--recipient", "github:100"], "epoch 2026-03-02 does not exist yet"),
+    (["explain", "--epoch", "2026-02-17", "--recipient", "github:100"], "is a Tuesday"),
+    (["explain", "--epoch", "2026-W08-1", "--recipient", "github:100"], "YYYY-MM-DD"),
+])
+def test_explain_refusals_are_one_line_naming_the_fix(env, store, capsys, argv, named):
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and named in err, err
+
+
+def test_explain_of_an_open_epoch_without_a_policy_file_says_to_name_one(env, store, capsys, monkeypatch, tmp_path):
+    later, when = "2026-02-23", AFTER + timedelta(days=1)
+    store.record_page([message_event(41, when, "300")], None)
+    resolve_epoch(store, later, POLICY)
+    monkeypatch.delenv("CREDIT_PIPELINE_POLICY")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # no ./policy.yaml either
+    capsys.readouterr()
+    assert main(["explain", "--epoch", later, "--recipient", "discord:300"]) == 2
+    err = capsys.readouterr().err
+    assert "is open, so it follows the current policy: pass --policy FILE" in err and err.count("\n") == 1
+    assert main(["explain", "--epoch", later, "--recipient", "discord:300", "--policy", str(env)]) == 0
+
+
 BAD_INPUTS = [
     (["approve", "--epoch", "2026-03-02", "--print-message"], "does not exist"),
     (["approve", "--epoch", "2026-W08-1", "--print-message"], "YYYY-MM-DD"),
@@ -188,6 +283,7 @@ EPOCH_COMMANDS = {
     "waive": ["waive", "--epoch", "{}", "--reason", "x"],
     "export": ["export", "--epoch", "{}"],
     "simulate": ["simulate", "--epoch", "{}", "--policy", "POLICY"],
+    "explain": ["explain", "--epoch", "{}", "--recipient", "github:100"],
 }
 NUMBER_COMMANDS = {
     "adjust --units": ["adjust", "--epoch", KEY, "--recipient", "github:200", "--units", "{}", "--reason", "x"],
@@ -203,6 +299,7 @@ ID_COMMANDS = {
     "identity bind (account)": ["identity", "bind", "github", "{}", "alice"],
     "identity revoke": ["identity", "revoke", "github", "{}"],
     "identity merge": ["identity", "merge", "{}", "alice"],
+    "explain --recipient": ["explain", "--epoch", KEY, "--recipient", "{}"],
 }
 MATRIX = ([(f"{c} / epoch {k}", [a.replace("{}", v) for a in argv]) for c, argv in EPOCH_COMMANDS.items() for k, v in EPOCH_BAD.items()]
           + [(f"{c} / {k}", [a.replace("{}", v) for a in argv]) for c, argv in NUMBER_COMMANDS.items() for k, v in NUMBER_BAD.items()]

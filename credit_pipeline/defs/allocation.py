@@ -10,6 +10,7 @@ from credit_pipeline.defs.metadata import TABLE_ROW_LIMIT, ints, markdown_table,
 from credit_pipeline.defs.resources import LedgerResource, PolicyResource
 from credit_pipeline.stages.allocate import AllocationState, allocate_epoch, allocation_lines
 from credit_pipeline.stages.decisions import propose
+from credit_pipeline.stages.explain import RulesView, rules_view
 from credit_pipeline.stages.resolve import effective_policy
 
 
@@ -22,13 +23,17 @@ def build_allocation_asset(partitions: dg.PartitionsDefinition, upstream: dg.Ass
     )
     def epoch_allocations(context: dg.AssetExecutionContext, ledger: LedgerResource, policy: PolicyResource) -> dg.MaterializeResult:
         """Proposed units per person (or claimant): the sum of their counted events' integer weights under the
-        policy (``weight-sum-v1``); admin adjustments are kept with their reasons. Once the week has closed
+        policy (``weight-sum-v1``), or under a policy with ``rules`` the units each rule leaves them
+        (``weight-rules-v1``: review states, labels, dedupe, daily cap, caps; docs/policy.md); admin
+        adjustments are kept with their reasons. Once the week has closed
         and its final collection has run without a completeness shortfall, the epoch enters review: the
         policy, its hash and the approver set are pinned and the base issuance is recorded as the pool.
         The metadata carries the allocation set hash, the exact approval message to sign, and the
-        ``allocations`` table: every recipient with its last-known login, counted events, proposed and
-        final units and the credits finalize would pay now (the pool split by finalize's own
-        largest-remainder code), most credits first."""
+        ``allocations`` table: every recipient with its last-known login, counted events, events the rules
+        did not count, units the caps took, proposed and final units and the credits finalize would pay
+        now (the pool split by finalize's own largest-remainder code), most credits first; the ``rules``
+        table (events and units per rule and outcome) and, under rules, ``without_rules``: the recipients
+        whose credits the rules change most."""
         store = ledger.store()
         rules = policy.load()
         key = context.partition_key
@@ -38,9 +43,13 @@ def build_allocation_asset(partitions: dg.PartitionsDefinition, upstream: dg.Ass
             context.log.info(f"epoch {key} stays open: {reason}")
         curated = store.curated_events(key)
         lines = allocation_lines(state, curated)
-        rows = [{"recipient": line.recipient_id, "login": line.login, "events": line.events, "proposed": line.proposed_units,
-                 "final": line.final_units, "credits": line.credits, "reason": line.reason} for line in lines]
-        mismatches = _unit_mismatches(curated, effective_policy(store.get_epoch(key), rules), state.allocations)
+        pinned = effective_policy(store.get_epoch(key), rules)
+        view = rules_view(store, key, pinned, curated)
+        rows = [{"recipient": line.recipient_id, "login": line.login, "events": line.events,
+                 "not_counted": view.not_counted.get(line.recipient_id, 0), "capped": view.capped.get(line.recipient_id, 0),
+                 "proposed": line.proposed_units, "final": line.final_units, "credits": line.credits, "reason": line.reason}
+                for line in lines]
+        mismatches = _unit_mismatches(curated, pinned, state.allocations)
         return dg.MaterializeResult(
             metadata={
                 **ints(recipients=len(state.allocations), total_final_units=sum(r["final"] for r in rows),
@@ -59,6 +68,7 @@ def build_allocation_asset(partitions: dg.PartitionsDefinition, upstream: dg.Ass
                 "approval_message": dg.MetadataValue.md(f"```\n{state.approval_message}\n```"),
                 "allocations": table(rows, ALLOCATION_COLUMNS),
                 "allocations_preview": markdown_table(rows, [c.name for c in ALLOCATION_COLUMNS], limit=25),
+                **rules_metadata(view),
             },
             check_results=[dg.AssetCheckResult(check_name="units_match_events", passed=not mismatches,
                                                metadata={"mismatched_recipients": len(mismatches), "examples": str(mismatches[:5])})],
@@ -70,12 +80,63 @@ def build_allocation_asset(partitions: dg.PartitionsDefinition, upstream: dg.Ass
 ALLOCATION_COLUMNS = [
     dg.TableColumn("recipient", "string", description="Recipient id: a person, or a claimant provider:external_id for an unbound account"),
     dg.TableColumn("login", "string", description="Last-known login or display name, from the latest curated event of each account"),
-    dg.TableColumn("events", "int", description="Counted events (included, not bots) this epoch"),
+    dg.TableColumn("events", "int", description="Counted events (included, not bots, and counted by the policy's rules) this epoch"),
+    dg.TableColumn("not_counted", "int", description="Events of this recipient a policy rule did not count (see the rules table; "
+                                                     "credit-pipeline explain lists them)"),
+    dg.TableColumn("capped", "int", description="Milli-units the policy's caps took from this recipient's counted events"),
     dg.TableColumn("proposed", "int", description="Proposed units: the sum of the counted events' integer weights"),
     dg.TableColumn("final", "int", description="Final units: the admin's adjustment (or correction) when there is one, else the proposal"),
     dg.TableColumn("credits", "int", description="Credits finalize would pay now: the pool split over final units, integer largest remainder"),
     dg.TableColumn("reason", "string", description="The reason recorded with an adjustment or correction"),
 ]
+
+
+RULE_COLUMNS = [
+    dg.TableColumn("rule", "string", description="The policy rule: weights, override, review_weights, pr_labels, pr_size_floor "
+                                                 "(counted); self_review, one_review_per_pr, issue_reasons, self_closed_issues, "
+                                                 "message_types, min_length, dedupe, daily_cap (not counted); units_per_person, "
+                                                 "pool_share (capped); excluded events are not in it"),
+    dg.TableColumn("outcome", "string", description="counted: events counted with the weight it set; not counted: events it "
+                                                    "stopped; capped: counted events a cap cut"),
+    dg.TableColumn("events", "int", description="Events it decided (or cut)"),
+    dg.TableColumn("units", "int", description="Milli-units: counted, their units after the caps; not counted, 0; capped, the "
+                                               "units the cap took"),
+]
+SUMMARY_RULES = 3  # stopping rules named in rules_summary
+WITHOUT_RULES_ROWS = 10
+
+
+def rules_metadata(view: RulesView) -> dict[str, dg.MetadataValue]:
+    """The rules table, a one-line summary, and (with rules) what the same policy would pay without them."""
+    stopped, caps = view.stopped, view.caps
+    parts = []
+    if stopped:
+        named = [f"{r.events} by `{r.rule}`" for r in stopped[:SUMMARY_RULES]]
+        rest = sum(r.events for r in stopped[SUMMARY_RULES:])
+        parts.append("not counted: " + ", ".join(named) + (f", {rest} by {len(stopped) - SUMMARY_RULES} more rules" if rest else ""))
+    if caps:
+        parts.append("capped: " + ", ".join(f"{r.units} milli-units by `{r.rule}`" for r in caps))
+    out: dict[str, dg.MetadataValue] = {
+        "rules": table([r.__dict__ for r in view.summary], RULE_COLUMNS),
+        "rules_summary": dg.MetadataValue.md("; ".join(parts) or "every candidate event counted, nothing capped"),
+        **ints(events_not_counted_by_rules=sum(r.events for r in stopped), units_capped_by_rules=sum(r.units for r in caps)),
+    }
+    if view.without_rules is not None:
+        out["without_rules"] = dg.MetadataValue.md(_without_rules_markdown(view.without_rules))
+    return out
+
+
+def _without_rules_markdown(changed: list) -> str:
+    intro = ("Credits and units with the policy's rules and with the same policy without its `rules` section "
+             "(`credit-pipeline simulate`; adjustments kept)")
+    if not changed:
+        return intro + ": the rules change no recipient's credits or units."
+    rows = [{"recipient": r.recipient_id, "login": r.login, "credits_with_rules": r.current_credits,
+             "credits_without_rules": r.simulated_credits, "credits_change": f"{r.current_credits - r.simulated_credits:+d}",
+             "units_with_rules": r.current_units, "units_without_rules": r.simulated_units} for r in changed]
+    shown = min(len(rows), WITHOUT_RULES_ROWS)
+    return (f"{intro}; the {shown} recipients of {len(rows)} they change most:\n\n"
+            + markdown_table(rows, list(rows[0]), limit=WITHOUT_RULES_ROWS).value)
 
 
 def _credits_basis(state: AllocationState, total_final: int) -> str:

@@ -29,6 +29,7 @@ from credit_pipeline.core.statement import effective_corrections, final_units
 from credit_pipeline.ledger.store import LedgerError, LedgerStore
 from credit_pipeline.core.rules import Decision
 from credit_pipeline.stages.decisions import epoch_decisions, proposals_of
+from credit_pipeline.stages.explain import rule_summary
 from credit_pipeline.stages.export import recipient_logins
 from credit_pipeline.stages.resolve import effective_policy
 
@@ -154,26 +155,18 @@ def simulate_epoch(store: LedgerStore, key: str, policy: Policy, baseline: Polic
     )
 
 
-def _rule_counts(decisions: dict[str, Decision]) -> dict[tuple[str, str], list[int]]:
-    out: dict[tuple[str, str], list[int]] = {}
-    for d in decisions.values():
-        row = out.setdefault((d.rule, "counted" if d.counted else "not counted"), [0, 0])
-        row[0] += 1
-        row[1] += d.units
-        for cap, taken in d.caps:
-            capped = out.setdefault((cap, "capped"), [0, 0])
-            capped[0] += 1
-            capped[1] += taken
-    return out
-
-
 def rule_rows(current: dict[str, Decision], simulated: dict[str, Decision]) -> list[RuleRow]:
     """Per rule: events and units on each side (counted rules: units counted; stopping rules: 0; caps: units capped)."""
-    a, b = _rule_counts(current), _rule_counts(simulated)
+    a = {(r.rule, r.outcome): r for r in rule_summary(current)}
+    b = {(r.rule, r.outcome): r for r in rule_summary(simulated)}
     order = {"counted": 0, "not counted": 1, "capped": 2}
-    return [RuleRow(rule, outcome, a.get((rule, outcome), [0, 0])[0], b.get((rule, outcome), [0, 0])[0],
-                    a.get((rule, outcome), [0, 0])[1], b.get((rule, outcome), [0, 0])[1])
-            for rule, outcome in sorted(set(a) | set(b), key=lambda k: (order[k[1]], k[0]))]
+    keys = sorted(set(a) | set(b), key=lambda k: (order[k[1]], k[0]))
+
+    def side(rows: dict, k: tuple[str, str]) -> tuple[int, int]:
+        return (rows[k].events, rows[k].units) if k in rows else (0, 0)
+
+    return [RuleRow(rule, outcome, side(a, (rule, outcome))[0], side(b, (rule, outcome))[0], side(a, (rule, outcome))[1],
+                    side(b, (rule, outcome))[1]) for rule, outcome in keys]
 
 
 # What simulate does not apply, per policy section, and why it matters.

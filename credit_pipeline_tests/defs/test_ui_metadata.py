@@ -19,7 +19,7 @@ from credit_pipeline.stages.settings import load_policy
 from credit_pipeline_tests.defs.conftest import APPROVER_KEY
 from credit_pipeline_tests.defs.test_pipeline import assets, failure_message, run_week
 
-COLUMNS = ["recipient", "login", "events", "proposed", "final", "credits", "reason"]
+COLUMNS = ["recipient", "login", "events", "not_counted", "capped", "proposed", "final", "credits", "reason"]
 RESOLVE_CHECKS = {("resolved_activity", "one_epoch_per_event"), ("resolved_activity", "unresolved_share"),
                   ("epoch_allocations", "units_match_events")}
 WEEKLY_CHECKS = {("raw_github_activity", "completeness"), ("raw_discord_activity", "completeness"),
@@ -87,8 +87,12 @@ def test_allocations_table_and_partitioned_checks_read_back_from_the_instance(de
     assert sum(r["credits"] for r in rows) == pool == meta["projected_credits_total"].value
     assert "recorded pool" in meta["credits_basis"].value
     assert [r["credits"] for r in rows] == sorted((r["credits"] for r in rows), reverse=True)
-    assert all(isinstance(r[c], int) for r in rows for c in ("events", "proposed", "final", "credits"))
+    assert all(isinstance(r[c], int) for r in rows for c in ("events", "not_counted", "capped", "proposed", "final", "credits"))
     assert "allocations_preview" in meta and "credits" in meta["allocations_preview"].value
+    # A policy without rules: every candidate counted, the rules table says so, and there is nothing to compare.
+    assert isinstance(meta["rules"], dg.TableMetadataValue) and {r.data["outcome"] for r in meta["rules"].records} == {"counted"}
+    assert meta["rules_summary"].value == "every candidate event counted, nothing capped" and "without_rules" not in meta
+    assert all(r["not_counted"] == 0 and r["capped"] == 0 for r in rows)
 
     # Claimants show their login, the one their latest curated event carries.
     curated = ledger.curated_events(key)

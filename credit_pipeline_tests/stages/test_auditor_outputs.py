@@ -178,7 +178,7 @@ def test_simulate_prints_both_hashes_totals_differences_and_what_it_compares(env
     from credit_pipeline.stages.settings import load_policy
 
     assert lines[2].split()[:3] == ["simulated", "policy", load_policy(other).policy_hash] and other in lines[2]
-    assert "differs from the current one in its weights only" in out
+    assert "differs from the current one in its weights or rules only" in out
     totals = table(out, " ")
     assert totals["pool"] == {"current": "10500", "simulated": "10500", "difference": "0"}
     assert totals["units"] == {"current": "24500", "simulated": "29000", "difference": "+4500"}
