@@ -102,7 +102,7 @@ BASE = "  base_issuance: 10000          # credits per epoch\n"
     (lambda p: p.replace(BASE, "  base_issuance: true\n"), "base_issuance"),
     (lambda p: p.replace(BASE, "  base_issuance: 1" + "0" * 61 + "\n"), "base_issuance"),
     (lambda p: p + "bonus_weights: {}\n", "bonus_weights"),
-    (lambda p: p.replace("version: 1", "version: true"), "version"),
+    (lambda p: p.replace("version: 2", "version: true"), "version"),
     (lambda p: p.replace("  anchor: 2026-01-05", "  anchor: 2026-01-06"), "anchor"),
     (lambda p: p.replace("  anchor: 2026-01-05", '  anchor: "2026-01-05\\u0000"'), "anchor"),
     (lambda p: p.replace(LINE, "  github:pr_merged: 8000\n  github:stars: 5\n"), "github:stars"),
