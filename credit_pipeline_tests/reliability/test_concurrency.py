@@ -119,7 +119,7 @@ def no_drift(store: LedgerStore, key: str, policy_path: Path) -> list[str]:
     epoch = store.get_epoch(key)
     rules = effective_policy(epoch, load_policy(policy_path))
     rows = store.curated_events(key)
-    return resolution_drift(rows, store.bindings(), rules) + allocation_drift(rows, store.allocations(key), rules.weights)
+    return resolution_drift(rows, store.bindings(), rules) + allocation_drift(rows, store.allocations(key), rules)
 
 
 def epoch_keys(url: str) -> list[str]:
@@ -308,7 +308,7 @@ def admin_worker(key: str, targets_json: str, stop_file: str, min_writes: str) -
                 epoch = store._epoch(conn, key)
                 rules = effective_policy(epoch, policy)
                 rows = store.curated_events(key, conn=conn)
-                found = allocation_drift(rows, store.allocations(key, conn=conn), rules.weights)
+                found = allocation_drift(rows, store.allocations(key, conn=conn), rules)
                 if found:
                     drift.append(f"after write {writes}: {found[:3]}")
     print(json.dumps({"writes": writes, "curation": last_curation, "adjustments": last_adjustment, "drift": drift,
