@@ -668,14 +668,15 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.set_defaults(func=cmd_simulate)
 
     explain = sub.add_parser("explain", help="a recipient's events in an epoch: counted or not, the rule that decided each, caps",
-                             description="List recipient R's events in epoch KEY with the decision the policy's rules give each "
-                                         "(the same decisions allocation, finalize and verify use): the events counted with their "
-                                         "weight and units, those not counted and the rule that stopped each, and the units each cap "
-                                         "took. An open epoch follows the current policy; one in review or finalized its pinned one.")
+                             description="List recipient R's events in epoch KEY, in time order, with the decision the policy's "
+                                         "rules give each (the same decisions allocation, finalize and verify use): counted or "
+                                         "not, the rule and why, weight, units and what each cap took; then the totals and the "
+                                         "stored proposal they must equal (a difference is a warning on stderr). An open epoch "
+                                         "follows the current policy; one in review or finalized its pinned one.")
     explain.add_argument("--epoch", required=True)
-    explain.add_argument("--recipient", required=True, help="a person id or a claimant provider:external_id")
+    explain.add_argument("--recipient", required=True, help="a person id or a claimant provider:external_id (e.g. github:583231)")
     explain.add_argument("--policy", help="policy file for an open epoch (default $CREDIT_PIPELINE_POLICY or ./policy.yaml)")
-    explain.add_argument("--json", action="store_true", help="the explanation as JSON")
+    explain.add_argument("--json", action="store_true", help="the explanation as JSON: events, totals, capped, stored_*, drift")
     explain.set_defaults(func=cmd_explain)
 
     sub.add_parser("demo", help="run one full sample week end to end on the embedded default and verify it").set_defaults(func=cmd_demo)

@@ -5,7 +5,7 @@ equal the stored proposal, the statement's decisions and what the same policy pa
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
