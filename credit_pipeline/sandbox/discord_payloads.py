@@ -2,6 +2,7 @@
 
 Snowflakes are emitted as JSON strings (Discord does: they exceed 2**53), ``timestamp`` is the
 instant encoded in the message id, and a message's author shows the username at that instant.
+Messages carry their ``type`` (0 default, 19 reply, 7 member join, 6 pin notice, 8 boost, ...).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from credit_pipeline.sandbox.ids import discord_timestamp, snowflake_time
-from credit_pipeline.sandbox.model import Channel, DiscordUser, Guild, Message
+from credit_pipeline.sandbox.model import REPLY, Channel, DiscordUser, Guild, Message
 
 DATA_DIR = Path(__file__).with_name("data") / "discord"
 VIEW_CHANNEL = 1 << 10
@@ -94,13 +95,28 @@ def guild_object(guild: Guild) -> dict[str, Any]:
     }
 
 
-def message(item: Message, message_content: bool) -> dict[str, Any]:
-    """A message as ``GET /channels/{id}/messages`` returns it (no ``guild_id``, as over REST)."""
+def message(item: Message, message_content: bool, guild_id: int | None = None, *, nested: bool = False) -> dict[str, Any]:
+    """A message as ``GET /channels/{id}/messages`` returns it (no ``guild_id``, as over REST).
+
+    A REPLY carries ``message_reference`` and the message it answers as ``referenced_message`` (one
+    level deep, as Discord sends it; here a reply always mentions the author it answers); a pin
+    notice carries the ``message_reference`` of the pinned message. ``nested`` renders a referenced
+    message, which has no ``referenced_message`` of its own.
+    """
     created = snowflake_time(item.id)
-    return {
-        "type": 0, "content": item.content if message_content else "", "mentions": [], "mention_roles": [],
+    out: dict[str, Any] = {
+        "type": item.type, "content": item.content if message_content else "", "mentions": [], "mention_roles": [],
         "attachments": [], "embeds": [], "timestamp": discord_timestamp(item.id),
         "edited_timestamp": item.edited_at.isoformat() if item.edited_at else None, "flags": 0,
         "components": [], "id": str(item.id), "channel_id": str(item.channel_id),
-        "author": user(item.author, created), "pinned": False, "mention_everyone": False, "tts": False,
+        "author": user(item.author, created), "pinned": item.pinned, "mention_everyone": False, "tts": False,
     }
+    ref = item.reference
+    if ref is not None:
+        out["message_reference"] = {"type": 0, "message_id": str(ref.id), "channel_id": str(ref.channel_id),
+                                    **({"guild_id": str(guild_id)} if guild_id is not None else {})}
+        if item.type == REPLY:
+            out["mentions"] = [user(ref.author, snowflake_time(ref.id))]
+            if not nested:
+                out["referenced_message"] = message(ref, message_content, guild_id, nested=True)
+    return out

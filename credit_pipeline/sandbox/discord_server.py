@@ -228,14 +228,14 @@ class DiscordApp(App):
             chosen = items[index:index + limit]
         else:
             chosen = items[-limit:]
-        return [payloads.message(m, self.message_content) for m in reversed(chosen)]
+        return [payloads.message(m, self.message_content, channel.guild_id) for m in reversed(chosen)]
 
     def _message(self, request: Request, channel_id: str, message_id: str) -> Any:
         channel = self._readable(channel_id)
         if message_id.isdigit():
             index = bisect.bisect_left(channel.message_ids, int(message_id))
             if index < len(channel.message_ids) and channel.message_ids[index] == int(message_id):
-                return payloads.message(channel.messages[index], self.message_content)
+                return payloads.message(channel.messages[index], self.message_content, channel.guild_id)
         raise DiscordError(404, "Unknown Message", 10008)
 
 

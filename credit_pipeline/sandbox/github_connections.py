@@ -3,12 +3,16 @@
 Cursors are keyset cursors (like GitHub's): they encode the sort key of the last item, so a page
 boundary stays put when new items are added, and ``after`` an item that changed position continues
 from where that key would sort.
+
+Pull requests carry ``labels``, ``additions``/``deletions``, their ``body`` and the issues it says it
+closes (``closingIssuesReferences``: GitHub's closing keywords naming an issue of the same repository).
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -16,6 +20,7 @@ from graphql import GraphQLError
 
 from credit_pipeline.sandbox.ground_truth import graphql_login
 from credit_pipeline.sandbox.ids import github_node_id, github_time, parse_time
+from credit_pipeline.sandbox.labels import graphql_label, label_created
 from credit_pipeline.sandbox.model import GitHubUser, Issue, PullRequest, Repo, Review
 from credit_pipeline.sandbox.org import SampleOrg
 
@@ -115,6 +120,21 @@ def review_node(ctx: GraphQLContext, review: Review) -> dict[str, Any]:
     }
 
 
+# GitHub's closing keywords ("Linking a pull request to an issue"), for an issue of the same repository.
+_CLOSING = re.compile(r"\b(?:close[sd]?|fix(?:e[sd])?|resolve[sd]?)\s*:?\s+#([0-9]+)\b", re.IGNORECASE)
+
+
+def labels_connection(ctx: GraphQLContext, repo: Repo, names: list[str]) -> Callable[..., dict[str, Any]]:
+    """``labels(first:, orderBy:)`` of a PR or an issue; default order: when the repository got each label."""
+    def labels(info: Any, orderBy: dict[str, str] | None = None, **page: Any) -> dict[str, Any]:  # noqa: N803
+        order = orderBy or {"field": "CREATED_AT", "direction": "ASC"}
+        key = (lambda n: [n]) if order["field"] == "NAME" else (lambda n: [github_time(label_created(repo.created_at, n)), n])
+        return connection(list(names), key, order["direction"] == "DESC",
+                          lambda n: graphql_label(ctx.base, repo.full_name, n, label_created(repo.created_at, n)), **page)
+
+    return labels
+
+
 def pull_node(ctx: GraphQLContext, repo: Repo, pr: PullRequest) -> dict[str, Any]:
     url = f"{ctx.base}/{pr.repo}/pull/{pr.number}"
 
@@ -123,21 +143,30 @@ def pull_node(ctx: GraphQLContext, repo: Repo, pr: PullRequest) -> dict[str, Any
                   and (author is None or (not r.author.deleted and graphql_login(r.author, r.submitted_at) == author))]
         return connection(chosen, lambda r: [r.id], False, lambda r: review_node(ctx, r), **page)
 
+    def closing_issues(info: Any, orderBy: dict[str, str] | None = None, userLinkedOnly: bool = False,  # noqa: N803
+                       **page: Any) -> dict[str, Any]:
+        named = {int(m.group(1)) for text in (pr.title, pr.description) for m in _CLOSING.finditer(text)}
+        chosen = [] if userLinkedOnly else [i for i in repo.issues if i.number in named]
+        key, descending = _order(orderBy)
+        return connection(chosen, key, descending, lambda i: issue_node(ctx, repo, i), **page)
+
     return {
         "__typename": "PullRequest", "id": github_node_id("PullRequest", pr.id), "number": pr.number,
-        "fullDatabaseId": str(pr.id), "databaseId": pr.id, "title": pr.title, "body": "", "bodyText": "",
+        "fullDatabaseId": str(pr.id), "databaseId": pr.id, "title": pr.title, "body": pr.description,
+        "bodyText": pr.description,
         "state": pr.graphql_state, "url": url, "permalink": url, "resourcePath": url.removeprefix(ctx.base),
         "createdAt": github_time(pr.created_at), "updatedAt": github_time(pr.updated_at),
         "mergedAt": github_time(pr.merged_at), "closedAt": github_time(pr.closed_at),
         "merged": pr.merged_at is not None, "closed": pr.closed_at is not None, "isDraft": False, "locked": False,
         "author": actor(ctx, pr.author, pr.event_time), "mergedBy": actor(ctx, pr.merged_by, pr.merged_at),
         "baseRefName": "main", "headRefName": f"change-{pr.number}", "headRefOid": pr.head_sha,
-        "additions": 10, "deletions": 2, "changedFiles": 1, "authorAssociation": "MEMBER",
-        "repository": lambda info: repo_node(ctx, repo), "reviews": reviews,
+        "additions": pr.additions, "deletions": pr.deletions, "changedFiles": 1, "authorAssociation": "MEMBER",
+        "repository": lambda info: repo_node(ctx, repo), "reviews": reviews, "labels": labels_connection(ctx, repo, pr.labels),
+        "closingIssuesReferences": closing_issues,
     }
 
 
-def issue_node(ctx: GraphQLContext, issue: Issue) -> dict[str, Any]:
+def issue_node(ctx: GraphQLContext, repo: Repo, issue: Issue) -> dict[str, Any]:
     url = f"{ctx.base}/{issue.repo}/issues/{issue.number}"
     return {
         "__typename": "Issue", "id": github_node_id("Issue", issue.id), "number": issue.number,
@@ -146,6 +175,7 @@ def issue_node(ctx: GraphQLContext, issue: Issue) -> dict[str, Any]:
         "url": url, "resourcePath": url.removeprefix(ctx.base), "createdAt": github_time(issue.created_at),
         "updatedAt": github_time(issue.updated_at), "closedAt": github_time(issue.closed_at),
         "closed": issue.closed_at is not None, "locked": False, "author": actor(ctx, issue.author, issue.event_time),
+        "labels": labels_connection(ctx, repo, issue.labels), "repository": lambda info: repo_node(ctx, repo),
     }
 
 
@@ -167,7 +197,7 @@ def repo_node(ctx: GraphQLContext, repo: Repo) -> dict[str, Any]:
                       labels: list[str] | None = None, **page: Any) -> dict[str, Any]:
         chosen = [p for p in repo.pulls if (not states or p.graphql_state in states)
                   and (baseRefName in (None, "main")) and (headRefName in (None, f"change-{p.number}"))
-                  and not labels]
+                  and (not labels or set(labels) & set(p.labels))]
         key, descending = _order(orderBy)
         return connection(chosen, key, descending, lambda p: pull_node(ctx, repo, p), **page)
 
@@ -184,16 +214,16 @@ def repo_node(ctx: GraphQLContext, repo: Repo) -> dict[str, Any]:
         since = parse_time(filters["since"]) if filters.get("since") else None
         wanted = states or filters.get("states")
         creator = filters.get("createdBy")
-        chosen = [i for i in repo.issues if (not wanted or i.state.upper() in wanted) and not labels
+        chosen = [i for i in repo.issues if (not wanted or i.state.upper() in wanted) and (not labels or set(labels) & set(i.labels))
                   and (since is None or i.updated_at >= since)
                   and (creator is None or (not i.author.deleted and i.author.login == creator))]
         key, descending = _order(orderBy)
-        return connection(chosen, key, descending, lambda i: issue_node(ctx, i), **page)
+        return connection(chosen, key, descending, lambda i: issue_node(ctx, repo, i), **page)
 
     def issue(info: Any, number: int) -> dict[str, Any] | None:
         for item in repo.issues:
             if item.number == number:
-                return issue_node(ctx, item)
+                return issue_node(ctx, repo, item)
         raise TypedError(f"Could not resolve to an Issue with the number of {number}.", "NOT_FOUND")
 
     owner = {"__typename": "Organization", "login": repo.owner, "id": github_node_id("Organization", ctx.org.org_id),

@@ -4,8 +4,10 @@ Each builder copies the example's key set and fills in generated values, and eve
 ``https://api.github.com`` / ``https://github.com`` URL is rewritten to the sandbox host: API URLs keep
 their paths (``/repos/acme/widgets/pulls/5``), web URLs keep GitHub's web paths
 (``/acme/widgets/pull/5``), so the two stay distinguishable and PyGithub's same-host assertion holds.
-Deleted users are rendered as GitHub's ``ghost`` account. Objects shared by many items (users,
-repositories) are cached per base URL; the HTTP layer copies before corrupting any of them.
+Deleted users are rendered as GitHub's ``ghost`` account. PRs and issues carry their labels as label
+objects; only the single-PR form carries ``additions``/``deletions`` (GitHub's list form has none).
+Objects shared by many items (users, repositories) are cached per base URL; the HTTP layer copies
+before corrupting any of them.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from urllib.parse import quote
 
 from credit_pipeline.sandbox.ground_truth import rest_user
 from credit_pipeline.sandbox.ids import github_node_id, github_time
+from credit_pipeline.sandbox.labels import rest_label
 from credit_pipeline.sandbox.model import GitHubUser, Issue, PullRequest, Repo, Review
 
 DATA_DIR = Path(__file__).with_name("data")
@@ -143,7 +146,7 @@ class GitHubRenderer:
             "commits_url": links["commits"], "review_comments_url": links["review_comments"],
             "review_comment_url": links["review_comment"], "comments_url": links["comments"],
             "statuses_url": links["statuses"], "number": n, "state": pr.state, "locked": False, "title": pr.title,
-            "user": author, "body": f"Implements {pr.title.lower()}.", "labels": [], "milestone": None,
+            "user": author, "body": pr.description, "labels": self.labels(pr.repo, pr.labels), "milestone": None,
             "active_lock_reason": None, "created_at": github_time(pr.created_at),
             "updated_at": github_time(pr.updated_at), "closed_at": github_time(pr.closed_at),
             "merged_at": github_time(pr.merged_at), "merge_commit_sha": pr.merge_commit_sha, "assignee": None,
@@ -159,8 +162,11 @@ class GitHubRenderer:
             out.update(merged=pr.merged_at is not None, mergeable=None if pr.closed_at else True, rebaseable=None,
                        mergeable_state="unknown" if pr.closed_at else "clean",
                        merged_by=self.user(pr.merged_by, pr.merged_at), comments=0, review_comments=0,
-                       maintainer_can_modify=False, commits=1, additions=10, deletions=2, changed_files=1)
+                       maintainer_can_modify=False, commits=1, additions=pr.additions, deletions=pr.deletions, changed_files=1)
         return out
+
+    def labels(self, repo: str, names: list[str]) -> list[dict[str, Any]]:
+        return [rest_label(self.base, repo, name) for name in names]
 
     def review(self, review: Review) -> dict[str, Any]:
         api, web = f"{self.base}/repos/{review.repo}", f"{self.base}/{review.repo}"
@@ -193,8 +199,9 @@ class GitHubRenderer:
             "url": f"{api}/issues/{n}", "repository_url": api, "labels_url": f"{api}/issues/{n}/labels{{/name}}",
             "comments_url": f"{api}/issues/{n}/comments", "events_url": f"{api}/issues/{n}/events",
             "html_url": f"{web}/pull/{n}" if is_pr else f"{web}/issues/{n}", "number": n, "state": item.state,
-            "title": item.title, "body": f"Details of {item.title.lower()}.", "user": self.user(item.author, item.event_time),
-            "labels": [], "assignee": None, "assignees": [], "milestone": None, "locked": False,
+            "title": item.title, "body": item.description if is_pr else f"Details of {item.title.lower()}.",
+            "user": self.user(item.author, item.event_time), "labels": self.labels(item.repo, item.labels), "assignee": None,
+            "assignees": [], "milestone": None, "locked": False,
             "active_lock_reason": None, "comments": 0, "closed_at": github_time(item.closed_at),
             "created_at": github_time(item.created_at), "updated_at": github_time(item.updated_at),
             "closed_by": self.user(closer, item.closed_at), "author_association": _association(item.author),

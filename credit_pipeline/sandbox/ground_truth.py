@@ -12,6 +12,9 @@ Choices (the contract the collectors are tested against):
   reviews (GraphQL) have ``platform_user_id`` None and ``platform_login`` None (``author: null``).
 - Logins are the login at the event time (renamed users show the old login before the rename);
   review logins are GraphQL logins, so bots show without the ``[bot]`` suffix.
+- What the rules read: a PR's labels, the id of the author of a review's PR (None when deleted: GraphQL
+  ``author: null``), an issue's ``state_reason``, a message's Discord ``type`` (system messages, such as
+  joins, are messages of their author too).
 """
 
 from __future__ import annotations
@@ -67,7 +70,7 @@ def _github_events(org: "SampleOrg", start: datetime, end: datetime, html: str) 
                 event_id = f"github:pr:{name}:{pr.number}"
                 events[event_id] = ExpectedEvent(
                     event_id, "github", "pr_merged", str(author.id), author.login_at(pr.event_time), author.is_bot,
-                    pr.merged_at, f"{html}/{name}/pull/{pr.number}", repo=name, number=pr.number,
+                    pr.merged_at, f"{html}/{name}/pull/{pr.number}", repo=name, number=pr.number, labels=tuple(pr.labels),
                 )
             for review in pr.reviews:
                 when = review.submitted_at
@@ -81,6 +84,7 @@ def _github_events(org: "SampleOrg", start: datetime, end: datetime, html: str) 
                     None if deleted else graphql_login(review.author, when),
                     review.author.is_bot, when, f"{html}/{name}/pull/{pr.number}#pullrequestreview-{review.id}",
                     repo=name, number=pr.number, review_id=review.id, review_state=review.state,
+                    pr_author_id=None if pr.author.deleted else str(pr.author.id),
                 )
         for issue in repo.issues:
             if issue.closed_at and start <= issue.closed_at < end:
@@ -93,7 +97,7 @@ def _github_events(org: "SampleOrg", start: datetime, end: datetime, html: str) 
                     number=issue.number,
                     closer_id=str(closer.id) if closer else None,
                     closer_login=closer.login_at(issue.closed_at) if closer else None,
-                    closer_is_bot=closer.is_bot if closer else False,
+                    closer_is_bot=closer.is_bot if closer else False, state_reason=issue.state_reason,
                 )
     return events
 
@@ -116,6 +120,6 @@ def _discord_events(
             events[event_id] = ExpectedEvent(
                 event_id, "discord", "message_sent", str(message.author.id), message.author.username_at(created),
                 message.author.bot, created, f"https://discord.com/channels/{guild}/{channel.id}/{message.id}",
-                guild_id=str(guild), channel_id=str(channel.id), message_id=str(message.id),
+                guild_id=str(guild), channel_id=str(channel.id), message_id=str(message.id), message_type=message.type,
             )
     return events

@@ -60,7 +60,11 @@ class Review:
 
 @dataclass(slots=True)
 class PullRequest:
-    """A pull request. ``issue_id`` is the id it has when listed through the issues endpoint."""
+    """A pull request. ``issue_id`` is the id it has when listed through the issues endpoint.
+
+    ``labels`` are label names (rendered as GitHub's label objects, see ``labels.py``); ``additions``
+    and ``deletions`` are its changed lines; ``body`` None renders the generated description.
+    """
 
     repo: str
     number: int
@@ -76,10 +80,19 @@ class PullRequest:
     reviews: list[Review] = field(default_factory=list)
     head_sha: str = ""
     merge_commit_sha: str | None = None
+    labels: list[str] = field(default_factory=list)
+    additions: int = 10
+    deletions: int = 2
+    body: str | None = None
 
     @property
     def state(self) -> str:
         return "closed" if self.closed_at else "open"
+
+    @property
+    def description(self) -> str:
+        """The body GitHub shows: ``body``, else the generated one."""
+        return self.body if self.body is not None else f"Implements {self.title.lower()}."
 
     @property
     def graphql_state(self) -> str:
@@ -105,6 +118,7 @@ class Issue:
     closed_at: datetime | None = None
     closed_by: GitHubUser | None = None
     state_reason: str | None = None  # completed | not_planned | None
+    labels: list[str] = field(default_factory=list)
 
     @property
     def state(self) -> str:
@@ -148,15 +162,28 @@ class DiscordUser:
         return self.username
 
 
+# Discord message types (developer docs, "Message Types"): conversation and a few system ones.
+DEFAULT, CHANNEL_PINNED_MESSAGE, GUILD_MEMBER_JOIN, GUILD_BOOST, REPLY = 0, 6, 7, 8, 19
+
+
 @dataclass(frozen=True, slots=True)
 class Message:
-    """A channel message; its creation time is the one encoded in ``id``."""
+    """A channel message; its creation time is the one encoded in ``id``.
+
+    ``type`` is Discord's message type. ``reference`` is the message a REPLY answers or a
+    CHANNEL_PINNED_MESSAGE notice points at (Discord's ``message_reference``); ``pinned`` marks a
+    message that was pinned. System messages carry the content Discord gives them (joins, pins
+    and single boosts: empty).
+    """
 
     id: int
     channel_id: int
     author: DiscordUser
     content: str
     edited_at: datetime | None = None
+    type: int = DEFAULT
+    reference: Message | None = None
+    pinned: bool = False
 
     @property
     def created_at(self) -> datetime:
@@ -216,3 +243,9 @@ class ExpectedEvent:
     guild_id: str | None = None
     channel_id: str | None = None
     message_id: str | None = None
+    # What the policy's rules read (sources.parsing.event_facts): a PR's labels, the author of the PR a
+    # review is of (None when deleted), an issue's state_reason, a message's Discord type.
+    labels: tuple[str, ...] = ()
+    pr_author_id: str | None = None
+    state_reason: str | None = None
+    message_type: int | None = None

@@ -156,14 +156,15 @@ class SampleOrg:
             for repo in self.repos:
                 for pr in repo.pulls:
                     digest.update(repr((pr.repo, pr.number, pr.id, pr.author.id, pr.created_at, pr.merged_at,
-                                        pr.closed_at, pr.updated_at)).encode())
+                                        pr.closed_at, pr.updated_at, pr.labels, pr.additions, pr.deletions, pr.body)).encode())
                     for rv in pr.reviews:
                         digest.update(repr((rv.id, rv.author.id, rv.state, rv.submitted_at)).encode())
                 for issue in repo.issues:
                     digest.update(repr((issue.number, issue.id, issue.author.id, issue.closed_at,
-                                        issue.closed_by.id if issue.closed_by else None)).encode())
+                                        issue.closed_by.id if issue.closed_by else None, issue.state_reason, issue.labels)).encode())
             for channel in self.guild.channels:
-                digest.update(repr((channel.id, [(m.id, m.author.id, m.content) for m in channel.messages])).encode())
+                digest.update(repr((channel.id, [(m.id, m.author.id, m.content, m.type, m.reference.id if m.reference else None)
+                                                 for m in channel.messages])).encode())
         return digest.hexdigest()
 
     # -- live activity ---------------------------------------------------------------------------
@@ -180,6 +181,10 @@ class SampleOrg:
         closed_at: datetime | None = None,
         merged_by: str | int | None = None,
         title: str = "Live change",
+        labels: list[str] | tuple[str, ...] = (),
+        additions: int = 10,
+        deletions: int = 2,
+        body: str | None = None,
     ) -> PullRequest:
         """Open (and optionally merge/close) a new PR, as if it happened after generation."""
         with self.lock:
@@ -193,7 +198,8 @@ class SampleOrg:
                 title=title, author=user, created_at=created_at, updated_at=max(t for t in (created_at, closed) if t),
                 closed_at=closed, merged_at=merged_at,
                 merged_by=self.github_user(merged_by) if merged_by else (self.viewer if merged_at else None),
-                head_sha=hashlib.sha1(f"live-{self.ids.pull}".encode()).hexdigest(),
+                head_sha=hashlib.sha1(f"live-{self.ids.pull}".encode()).hexdigest(), labels=list(labels),
+                additions=additions, deletions=deletions, body=body,
             )
             pr.merge_commit_sha = hashlib.sha1(f"merge-{pr.id}".encode()).hexdigest() if merged_at else None
             target.pulls.append(pr)
@@ -222,7 +228,10 @@ class SampleOrg:
         closed_at: datetime | None = None,
         closed_by: str | int | None = None,
         title: str = "Live issue",
+        state_reason: str | None = "completed",
+        labels: list[str] | tuple[str, ...] = (),
     ) -> Issue:
+        """Open (and optionally close, as ``state_reason``) a new issue; the closer defaults to its author."""
         with self.lock:
             target = self.repo(repo)
             self.ids.issue += 1
@@ -231,15 +240,17 @@ class SampleOrg:
                 target.full_name, self._next_number(target), self.ids.issue, title, user, created_at,
                 closed_at or created_at, closed_at,
                 (self.github_user(closed_by) if closed_by else user) if closed_at else None,
-                "completed" if closed_at else None,
+                state_reason if closed_at else None, list(labels),
             )
             target.issues.append(issue)
             return issue
 
     def add_message(
-        self, channel_id: int | str, author: int | str, at: datetime, content: str = "live message"
+        self, channel_id: int | str, author: int | str, at: datetime, content: str = "live message", *,
+        type: int = 0, reference: Message | None = None, pinned: bool = False,  # noqa: A002 - Discord's name
     ) -> Message:
-        """Post a message whose snowflake encodes ``at`` (millisecond precision)."""
+        """Post a message whose snowflake encodes ``at`` (millisecond precision); ``type`` and ``reference``
+        as in ``model.Message`` (a REPLY names the message it answers)."""
         with self.lock:
             channel = self.channel(int(channel_id))
             ms = to_ms(at)
@@ -248,7 +259,7 @@ class SampleOrg:
                 snowflake = make_snowflake(ms, 1, 0, self.ids.increment)
                 if not _contains(channel.message_ids, snowflake):
                     break
-            message = Message(snowflake, channel.id, self.discord_user(author), content)
+            message = Message(snowflake, channel.id, self.discord_user(author), content, None, type, reference, pinned)
             index = bisect.bisect_left(channel.message_ids, snowflake)
             channel.message_ids.insert(index, snowflake)
             channel.messages.insert(index, message)

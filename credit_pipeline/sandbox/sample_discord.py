@@ -2,7 +2,8 @@
 
 Channels: ``channels`` readable text channels (all allow-listed except the last when there are two
 or more, named ``off-topic``) and ``mod-private``, which the bot cannot read. Messages are spread
-over the span with millisecond timestamps; named edge cases go to the first allow-listed channel.
+over the span with millisecond timestamps; named edge cases go to the first allow-listed channel, and
+so does the gaming of ``sample_gaming`` (its spam is cross-posted to the second).
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ import random
 from datetime import datetime, timedelta, timezone
 
 from credit_pipeline.sandbox.ids import make_snowflake, to_ms
-from credit_pipeline.sandbox.model import Channel, DiscordUser, Guild, Message
+from credit_pipeline.sandbox.model import DEFAULT, Channel, DiscordUser, Guild, Message
 from credit_pipeline.sandbox.org import IdCounters
+from credit_pipeline.sandbox.sample_gaming import discord_gaming
 
 UTC = timezone.utc
 CHANNEL_NAMES = ["general", "dev", "design", "support", "ops", "research", "events", "help", "showcase", "grants"]
@@ -51,7 +53,10 @@ def discord_world(rng: random.Random, channels: int, w: datetime) -> tuple[Guild
 
 
 def discord_messages(rng: random.Random, ids: IdCounters, guild: Guild, users: list[DiscordUser], bot_user: DiscordUser,
-                      span: tuple[datetime, datetime], w: datetime, weeks: int, per_channel: int) -> dict[str, str]:
+                      span: tuple[datetime, datetime], w: datetime, weeks: int, per_channel: int,
+                      gaming: bool = True) -> dict[str, str]:
+    """Bulk messages, the named edge cases and, with ``gaming``, ``sample_gaming.discord_gaming`` (whose new
+    accounts are appended to ``users``); returns the scenario names of the messages."""
     humans = [u for u in users if not u.bot]
     modbot = next(u for u in users if u.bot)
     low, span_ms = to_ms(span[0]), to_ms(span[1]) - to_ms(span[0])
@@ -60,14 +65,14 @@ def discord_messages(rng: random.Random, ids: IdCounters, guild: Guild, users: l
     scenario: dict[str, str] = {}
 
     def post(channel: Channel, ms: int, author: DiscordUser, content: str, name: str | None = None,
-             edited: bool = False) -> Message:
+             edited: bool = False, *, kind: int = DEFAULT, reference: Message | None = None, pinned: bool = False) -> Message:
         ids.increment = (ids.increment + 1) % 4096
         flake = make_snowflake(ms, rng.randrange(32), 0, ids.increment)
         while flake in seen:
             flake += 1  # same ms, next increment: still a valid snowflake for that instant
         seen.add(flake)
         edited_at = datetime.fromtimestamp((ms + rng.randrange(60_000, 3_600_000)) / 1000, UTC) if edited else None
-        message = Message(flake, channel.id, author, content, edited_at)
+        message = Message(flake, channel.id, author, content, edited_at, kind, reference, pinned)
         staged[channel.id].append(message)
         if name:
             scenario[name] = f"discord:message:{guild.id}:{channel.id}:{flake}"
@@ -99,6 +104,8 @@ def discord_messages(rng: random.Random, ids: IdCounters, guild: Guild, users: l
         post(outside[0], to_ms(w + D + H), humans[1], "not an allow-listed channel", "non_allow_listed_message")
     hidden = next(c for c in guild.channels if not c.readable)
     post(hidden, to_ms(w + D + 2 * H), humans[0], "secret", "hidden_channel_message")
+    if gaming:  # after every other message, so their random draws are what they are without it
+        users += discord_gaming(post, [c for c in guild.channels if c.allow_listed], humans, w)
     for channel in guild.channels:
         channel.messages = sorted(staged[channel.id], key=lambda m: m.id)
         channel.message_ids = [m.id for m in channel.messages]

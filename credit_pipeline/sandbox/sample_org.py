@@ -6,7 +6,9 @@ about a second. Besides bulk activity spread over the weeks (plus 3 days either 
 adds the named edge cases listed in ``SampleOrg.scenario`` (name -> event id), for example items
 exactly on every week boundary, a renamed user, a deleted (ghost) user, bots, PENDING and
 DISMISSED reviews, reviews on PRs merged earlier/later or still open, a PR with more than 100
-reviews, issues closed by someone else, and Discord messages exactly at the boundaries.
+reviews, issues closed by someone else, and Discord messages exactly at the boundaries; and the first
+week's gaming (``sample_gaming``: self-reviews, repeated reviews, self-closed issues, a trivial PR,
+a Discord spammer, system messages and replies).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from datetime import datetime, timedelta, timezone
 from credit_pipeline.sandbox.model import GitHubUser, Issue, PullRequest, Repo, Review
 from credit_pipeline.sandbox.org import IdCounters, SampleOrg
 from credit_pipeline.sandbox.sample_discord import discord_messages, discord_world
+from credit_pipeline.sandbox.sample_gaming import github_gaming, link_fixes
 
 UTC = timezone.utc
 DEFAULT_WEEK_START = datetime(2026, 2, 16, tzinfo=UTC)
@@ -36,6 +39,7 @@ class _Builder:
         self.rng = random.Random(seed)
         self.seed = seed
         self.ids = ids
+        self.quiet: set[int] = set()  # id() of records whose updated_at jitter is derived, not drawn (sample_gaming)
 
     def when(self, low: datetime, high: datetime) -> datetime:
         span = int((high - low).total_seconds())
@@ -88,6 +92,7 @@ def generate_org(
     large_ids: bool = False,
     org: str = "acme",
     now: datetime | None = None,
+    gaming: bool = True,
 ) -> SampleOrg:
     """Build a deterministic sample org.
 
@@ -99,6 +104,8 @@ def generate_org(
     above 2**31, where GraphQL ``databaseId`` (Int) fails and only ``fullDatabaseId`` works.
     ``now`` is the clock: nothing happens after it (items created later do not exist, merges, closes,
     reviews and edits after it have not happened yet). The same seed gives the same items up to ``now``.
+    ``gaming`` adds the first week's gaming of ``sample_gaming`` (self-reviews, a spammer, ...); it leaves
+    every other account's activity as it is without it.
     """
     week_start = week_start.astimezone(UTC)
     if week_start.weekday() != 0 or week_start.time() != datetime.min.time():
@@ -121,8 +128,10 @@ def generate_org(
         _bulk_github(b, repo, pool, humans, bots, span, prs_per_repo, reviews_per_pr, issues_per_repo)
     scenario: dict[str, str] = {}
     _github_scenario(b, repo_list[0], humans, renamed, deleted, bots, week_start, weeks, big_pr_reviews, scenario)
+    fixes = github_gaming(b, repo_list[0], humans, week_start, scenario) if gaming else []
     for repo in repo_list:
         _finalise_repo(b, repo)
+    link_fixes(fixes)
     if now is not None:  # after every random draw and the numbering: the same seed gives the same past
         now = now.astimezone(UTC)
         scenario = {name: ref for name, ref in scenario.items() if _happened(ref, now)}  # judged before the cut
@@ -132,7 +141,7 @@ def generate_org(
 
     guild, discord_users, bot_user, app_id = discord_world(b.rng, channels, week_start)
     discord_scenario = discord_messages(b.rng, ids, guild, discord_users, bot_user, span, week_start, weeks,
-                                        messages_per_channel)
+                                        messages_per_channel, gaming)
     if now is not None:
         _discord_until(guild, now)
         kept = {m.id for channel in guild.channels for m in channel.messages}
@@ -296,11 +305,19 @@ def _finalise_repo(b: _Builder, repo: Repo) -> None:
         times += [r.submitted_at or r.created_at for r in pr.reviews]
         for review in pr.reviews:
             review.pr_number = pr.number
-        pr.updated_at = max(times) + timedelta(seconds=b.rng.randrange(1, 300))
+        pr.updated_at = max(times) + timedelta(seconds=_jitter(b, pr))
     for issue in repo.issues:
-        issue.updated_at = (issue.closed_at or issue.created_at) + timedelta(seconds=b.rng.randrange(1, 300))
+        issue.updated_at = (issue.closed_at or issue.created_at) + timedelta(seconds=_jitter(b, issue))
     repo.pulls.sort(key=lambda p: p.number)
     repo.issues.sort(key=lambda i: i.number)
+
+
+def _jitter(b: _Builder, item: PullRequest | Issue) -> int:
+    """1-299 s after an item's last activity: drawn for generated items, derived for the gaming ones (which
+    so leave every other item's draws as they are)."""
+    if id(item) in b.quiet:
+        return 1 + int(b.sha("jitter", item.id), 16) % 299
+    return b.rng.randrange(1, 300)
 
 
 def _event_id(repo: Repo, ref: object) -> str:

@@ -46,6 +46,7 @@ PRODUCER = "credit_pipeline.sources.discord"
 PRODUCER_VERSION = "1"
 DEFAULT_API_URL = "https://discord.com/api/v10"
 PAGE = 100
+CONVERSATION_TYPES = (0, 19)  # Discord DEFAULT and REPLY: the messages that carry text someone typed
 # A body cut short (a proxy that lost the tail) reaches us as a JSONDecodeError from discord.py's reader.
 TRANSIENT = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError, discord.DiscordServerError, json.JSONDecodeError,
              UnicodeDecodeError)
@@ -126,8 +127,10 @@ class DiscordSource:
                     messages = sorted(parsed, key=lambda item: item[0])
                     inside = [(mid, columns, m) for mid, columns, m in messages if mid < end_id]
                     events = [self._event(columns, m) for _, columns, m in inside]
-                    seen_content = seen_content or any(m.get("content") for _, _, m in inside)
-                    read_messages += len(inside)
+                    # System messages (joins, pins, boosts) have empty content whatever the intent: judge by conversation.
+                    said = [m for _, _, m in inside if m.get("type", 0) in CONVERSATION_TYPES]
+                    seen_content = seen_content or any(m.get("content") for m in said)
+                    read_messages += len(said)
                     if inside:
                         after = inside[-1][0]
                     last = len(raw) < PAGE or len(inside) < len(messages)
@@ -135,7 +138,7 @@ class DiscordSource:
                     yield Page(ref, events, {"last_id": str(position)} if position else {}, last=last, quarantined=tuple(quarantined))
                     if last:
                         break
-                if read_messages and not seen_content:  # judged only on messages this pass read (a quiet channel says nothing)
+                if read_messages and not seen_content:  # judged only on what this pass read (a quiet channel says nothing)
                     self.telemetry.notes.append(
                         f"channel {ref.ref}: every message came back with empty content: the bot's privileged Message "
                         "Content intent is probably off (counting still works; enable it in the developer portal to keep text)")

@@ -1,12 +1,19 @@
-"""GraphQL documents for the review stream, validated against GitHub's published schema in tests."""
+"""GraphQL documents for the review stream, validated against GitHub's published schema in tests.
+
+A review event stores its PR node without the reviews (``parsing.github_review_payload``), so the
+PR's ``author`` is asked for here: it is what makes a review of one's own PR decidable from the raw
+fact (``rules.github.self_review``). ``author`` is not a connection, so the query's cost is unchanged.
+"""
+
+ACTOR = "author { __typename login ... on User { databaseId } ... on Bot { databaseId } }"
 
 REVIEW_FIELDS = """
   fullDatabaseId
   state
   submittedAt
   url
-  author { __typename login ... on User { databaseId } ... on Bot { databaseId } }
-"""
+  %s
+""" % ACTOR
 
 PULLS_WITH_REVIEWS = """
 query PullsWithReviews($owner: String!, $name: String!, $after: String) {
@@ -19,6 +26,7 @@ query PullsWithReviews($owner: String!, $name: String!, $after: String) {
         state
         updatedAt
         mergedAt
+        %s
         reviews(first: 100) {
           totalCount
           pageInfo { hasNextPage endCursor }
@@ -29,7 +37,7 @@ query PullsWithReviews($owner: String!, $name: String!, $after: String) {
   }
   rateLimit { cost remaining resetAt }
 }
-""" % REVIEW_FIELDS
+""" % (ACTOR, REVIEW_FIELDS)
 
 REVIEWS_OF_PULL = """
 query ReviewsOfPull($owner: String!, $name: String!, $number: Int!, $after: String) {

@@ -187,3 +187,52 @@ def test_outside_text_in_cells_stays_on_one_line_and_is_escaped_in_markdown():
     assert tabled.records[0].data["reason"] is None
     preview = markdown_table([row], COLUMNS).value
     assert "evil\\|name \\[x\\]\\(http://e\\)" in preview
+
+
+def test_under_a_policy_with_rules_the_ui_shows_what_each_rule_decided(instance, org, ledger, policy_file, resources):
+    """The rules table, the per-recipient not_counted and capped columns, the summary and the comparison without rules."""
+    import yaml
+
+    from credit_pipeline.defs.builder import build_defs
+    from credit_pipeline.stages.decisions import epoch_decisions
+    from credit_pipeline.stages.resolve import effective_policy
+
+    doc = yaml.safe_load(open(policy_file).read())
+    doc["rules"] = {"github": {"review_weights": {"APPROVED": 2000, "CHANGES_REQUESTED": 2000, "COMMENTED": 500},
+                               "issue_reasons": ["completed"]},
+                    "discord": {"message_types": [0, 19], "min_length": 10, "dedupe": True},
+                    "caps": {"units_per_person": {"discord": 1000}}}
+    with open(policy_file, "w") as handle:
+        yaml.safe_dump(doc, handle)
+    defs = build_defs(policy_file, resources)
+    key = org.windows[0][0].date().isoformat()
+    result = run_week(defs, instance, key)
+    assert result.success, failure_message(result)
+    meta = latest_materialization(instance, "epoch_allocations", key).metadata
+
+    rules = meta["rules"]
+    assert isinstance(rules, dg.TableMetadataValue) and [c.name for c in rules.schema.columns] == ["rule", "outcome", "events", "units"]
+    assert all(c.description for c in rules.schema.columns)
+    records = {(r.data["rule"], r.data["outcome"]): r.data for r in rules.records}
+    decisions = epoch_decisions(ledger.curated_events(key), effective_policy(ledger.get_epoch(key), None))
+    assert sum(r["events"] for (_, outcome), r in records.items() if outcome != "capped") == len(decisions)
+    stopped = {rule: r["events"] for (rule, outcome), r in records.items() if outcome == "not counted"}
+    assert stopped.get("min_length", 0) > 0 and ("units_per_person", "capped") in records
+    assert meta["events_not_counted_by_rules"].value == sum(stopped.values()) == sum(1 for d in decisions.values() if not d.counted)
+    assert meta["units_capped_by_rules"].value == records[("units_per_person", "capped")]["units"] == sum(d.capped for d in decisions.values())
+    top = max(stopped, key=lambda rule: (stopped[rule], rule))
+    assert meta["rules_summary"].value.startswith(f"not counted: {stopped[top]} by `{top}`")
+    assert "milli-units by `units_per_person`" in meta["rules_summary"].value
+
+    # Per recipient: events the rules stopped and units the caps took, beside the counted events.
+    rows = [r.data for r in meta["allocations"].records]
+    assert [c.name for c in meta["allocations"].schema.columns] == COLUMNS
+    assert sum(r["capped"] for r in rows) == meta["units_capped_by_rules"].value
+    assert 0 < sum(r["not_counted"] for r in rows) <= meta["events_not_counted_by_rules"].value
+    capped = next(r for r in rows if r["capped"])
+    assert capped["recipient"].startswith("discord:") or capped["login"]
+
+    # The same policy without its rules: the recipients whose credits change most, as Markdown.
+    compared = meta["without_rules"].value
+    assert "without its `rules` section" in compared and "credits_with_rules" in compared and "credits_without_rules" in compared
+    assert compared.count("\n|") >= 2  # a header and at least one recipient the rules changed

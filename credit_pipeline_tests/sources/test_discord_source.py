@@ -210,3 +210,21 @@ def test_cli_collect_prints_progress_and_a_summary(store, sandbox, org, policy, 
     assert main(["collect", "--epoch", key, "--source", "github"]) == 2
     assert "GITHUB_TOKEN" in capsys.readouterr().err
     assert main(["collect", "--epoch", "2026-02-17"]) == 2
+
+
+def test_a_pass_that_reads_only_system_messages_raises_no_content_note(store):
+    """Joins, pins and boosts have empty content whatever the intent: they say nothing about it."""
+    from credit_pipeline.sandbox.blank_org import blank_org
+
+    org = blank_org()
+    channel, now = org.allow_listed_channels[0].id, window_of(org)[0] + timedelta(days=2)
+    org.add_message(channel, "mason", now - timedelta(hours=2), "hello there")
+    with start_sandbox(org, github_token=GITHUB_TOKEN, discord_token=DISCORD_TOKEN) as sb:
+        source = lambda: build_source("discord", org_policy(org), sb.env(), **FAST["discord"])  # noqa: E731
+        assert collect(store, source(), org, now=now, full=False).new == 1
+        org.add_message(channel, "nelly", now - timedelta(hours=1), "", type=7)  # a member join
+        again = collect(store, source(), org, now=now, full=False)
+        assert again.new == 1 and again.notes == []
+        sb.discord.message_content = False  # the same pass with the intent off and a message typed: reported
+        org.add_message(channel, "nelly", now - timedelta(minutes=30), "thanks for having me")
+        assert any("Message Content intent" in n for n in collect(store, source(), org, now=now, full=False).notes)
