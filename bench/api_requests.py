@@ -3,8 +3,10 @@
 A generated week with >= 2,000 merged PRs and >= 6,000 reviews over 10 repos and >= 50,000 Discord
 messages over 10 allow-listed channels is served by the sandbox; the real PyGithub and discord.py
 clients collect it into a real PostgreSQL ledger. For every stream and ref the table shows the requests
-used beside the floor, ``ceil(items / 100)``, where items are the facts in the window (the budget the
-issue sets is ``ceil(K / 100) + 3`` with K the items the API must list to prove the window complete).
+used beside the floor, ``ceil(items / 100)``, where items are the facts in the window, doubled for PRs and
+issues (each listing page of them is followed by one GraphQL query for what the REST list form lacks: sizes,
+linked issues, closers). The budget the issue set is ``ceil(K / 100) + 3`` per listing, with K the items the
+API must list to prove the window complete.
 
     python bench/api_requests.py [--database-url URL] [--scale 1.0]
 """
@@ -82,7 +84,9 @@ def main() -> int:
                     items = sum(1 for x in truth.values() if x.event_type == EVENT_TYPE_OF_STREAM[ref.stream]
                                 and (x.repo == ref.ref or x.channel_id == ref.ref))
                     used = source.telemetry.by_stream.get(str(ref), 0)
-                    rows.append((str(ref), items, used, math.ceil(items / 100)))
+                    # PRs and issues: a listing page and the GraphQL details query of that page per 100 items
+                    per_page = 2 if ref.stream in ("pull_requests", "issues") else 1
+                    rows.append((str(ref), items, used, per_page * math.ceil(items / 100)))
                 assert len(log) >= source.telemetry.requests, "the sandbox saw fewer requests than the adapter counted"
                 totals[name] = (report.new, report.requests, len(log), elapsed, report.waited_seconds)
             missing = set(truth) - {e["event_id"] for e in store.events_between(*window)}

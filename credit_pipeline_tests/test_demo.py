@@ -56,7 +56,52 @@ def _demo_runs_through_graphql(env: dict[str, str], week: str) -> None:
         os.environ.update(saved)
 
 
-def test_demo_runs_end_to_end_twice_on_the_embedded_default(monkeypatch, tmp_path):
+SPAMMER = "Airdrop Hunter"  # sample_gaming's spam account (username airdrop.hunter), shown by its display name
+
+
+def _the_rules_cut_the_spammer(env: dict[str, str], week: str, tmp_path, capsys) -> None:
+    """Issue 10's acceptance on the demo week: `simulate` of the shipped demo policy against the same policy
+    without its rules shows the spammer's share fall, on the CLI and in epoch_allocations' metadata."""
+    import json
+
+    import yaml
+
+    from credit_pipeline.cli import main
+
+    doc = yaml.safe_load(open(env["CREDIT_PIPELINE_POLICY"]).read())
+    assert doc.get("rules"), "the demo policy ships with rules"
+    doc.pop("rules")
+    plain = tmp_path / "policy-without-rules.yaml"
+    plain.write_text(yaml.safe_dump(doc))
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        capsys.readouterr()
+        assert main(["simulate", "--epoch", week, "--policy", str(plain), "--json"]) == 0
+        sim = json.loads(capsys.readouterr().out)
+        spam = next((r for r in sim["rows"] if r["login"] == SPAMMER), None)
+        assert spam is not None, repr([(r["recipient_id"], r["login"]) for r in sim["rows"]])
+        pool = sim["current"]["pool_total"]
+        assert pool == sim["simulated"]["pool_total"] > 0
+        # with the rules (current) the spammer holds a smaller share of the same pool than without them
+        assert 0 <= spam["current_credits"] < spam["simulated_credits"], spam
+        stopped = {(r["rule"], r["outcome"]): r["current_events"] for r in sim["by_rule"]}
+        assert stopped.get(("min_length", "not counted"), 0) > 0 and stopped.get(("dedupe", "not counted"), 0) > 0, stopped
+        assert main(["simulate", "--epoch", week, "--policy", str(plain)]) == 0
+        table = capsys.readouterr().out
+        assert SPAMMER in table and "per rule" in table
+        with dg.DagsterInstance.get() as instance:
+            event = instance.get_latest_materialization_event(dg.AssetKey("epoch_allocations"))
+            meta = event.asset_materialization.metadata
+            assert SPAMMER in meta["without_rules"].value  # among the recipients the rules changed most
+            row = next(r.data for r in meta["allocations"].records if r.data["login"] == SPAMMER)
+            assert row["not_counted"] > 0
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def test_demo_runs_end_to_end_twice_on_the_embedded_default(monkeypatch, tmp_path, capsys):
     from credit_pipeline.demo import run_demo
 
     monkeypatch.delenv("CREDIT_PIPELINE_DATABASE_URL", raising=False)
@@ -77,6 +122,7 @@ def test_demo_runs_end_to_end_twice_on_the_embedded_default(monkeypatch, tmp_pat
         parts = [int(p.strip().split(" ")[0]) for p in shown[recon + 1].split(", ")]
         assert sum(parts) == in_window > 0
         _demo_runs_through_graphql(first["env"], first["epoch"])
+        _the_rules_cut_the_spammer(first["env"], first["epoch"], tmp_path, capsys)
         lines.clear()
         second = run_demo(lines.append)
         assert second["statement_hash"] == first["statement_hash"]

@@ -8,7 +8,7 @@ import dagster as dg
 from credit_pipeline.defs.checks import partitioned_check
 from credit_pipeline.defs.metadata import TABLE_ROW_LIMIT, ints, markdown_table, table
 from credit_pipeline.defs.resources import LedgerResource, PolicyResource
-from credit_pipeline.stages.allocate import AllocationState, allocate_epoch, allocation_lines
+from credit_pipeline.stages.allocate import AllocationState, allocate_epoch, allocation_lines, last_known_logins
 from credit_pipeline.stages.decisions import propose
 from credit_pipeline.stages.explain import RulesView, rules_view
 from credit_pipeline.stages.resolve import effective_policy
@@ -31,7 +31,8 @@ def build_allocation_asset(partitions: dg.PartitionsDefinition, upstream: dg.Ass
         The metadata carries the allocation set hash, the exact approval message to sign, and the
         ``allocations`` table: every recipient with its last-known login, counted events, events the rules
         did not count, units the caps took, proposed and final units and the credits finalize would pay
-        now (the pool split by finalize's own largest-remainder code), most credits first; the ``rules``
+        now (the pool split by finalize's own largest-remainder code), most credits first, then at zero
+        the recipients whose every event a rule stopped (they are not in the allocation set); the ``rules``
         table (events and units per rule and outcome) and, under rules, ``without_rules``: the recipients
         whose credits the rules change most."""
         store = ledger.store()
@@ -49,6 +50,12 @@ def build_allocation_asset(partitions: dg.PartitionsDefinition, upstream: dg.Ass
                  "not_counted": view.not_counted.get(line.recipient_id, 0), "capped": view.capped.get(line.recipient_id, 0),
                  "proposed": line.proposed_units, "final": line.final_units, "credits": line.credits, "reason": line.reason}
                 for line in lines]
+        # A recipient whose every event a rule stopped has no line in the allocation set (nothing to sign or
+        # pay) but is shown, at zero, so the table says who the rules left out and how many events each lost.
+        logins, listed = last_known_logins(curated), {line.recipient_id for line in lines}
+        rows += [{"recipient": rid, "login": logins.get(rid), "events": 0, "not_counted": n, "capped": 0, "proposed": 0,
+                  "final": 0, "credits": 0, "reason": None}
+                 for rid, n in sorted(view.not_counted.items(), key=lambda kv: (-kv[1], kv[0])) if rid not in listed and n]
         mismatches = _unit_mismatches(curated, pinned, state.allocations)
         return dg.MaterializeResult(
             metadata={

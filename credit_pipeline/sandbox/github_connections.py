@@ -6,6 +6,7 @@ from where that key would sort.
 
 Pull requests carry ``labels``, ``additions``/``deletions``, their ``body`` and the issues it says it
 closes (``closingIssuesReferences``: GitHub's closing keywords naming an issue of the same repository).
+Issues carry ``stateReason`` and, in ``timelineItems``, the ``ClosedEvent`` that names who closed them.
 """
 
 from __future__ import annotations
@@ -166,6 +167,23 @@ def pull_node(ctx: GraphQLContext, repo: Repo, pr: PullRequest) -> dict[str, Any
     }
 
 
+def timeline_items(ctx: GraphQLContext, issue: Issue) -> Callable[..., dict[str, Any]]:
+    """``timelineItems(itemTypes:, first:|last:)``: the sandbox keeps an issue's close only, as one ``ClosedEvent``
+    whose ``actor`` is the closer (null for a deleted account, as on GitHub); other item types are empty."""
+    def items(info: Any, itemTypes: list[str] | None = None, since: str | None = None, skip: int | None = None,  # noqa: N803
+              **page: Any) -> dict[str, Any]:
+        closed = issue.closed_at is not None and (not itemTypes or "CLOSED_EVENT" in itemTypes) \
+            and (since is None or issue.closed_at >= parse_time(since))
+        url = f"{ctx.base}/{issue.repo}/issues/{issue.number}#event-{issue.id}"
+        nodes = [{"__typename": "ClosedEvent", "id": github_node_id("ClosedEvent", issue.id), "createdAt": github_time(issue.closed_at),
+                  "actor": actor(ctx, issue.closed_by, issue.closed_at), "closer": None, "url": url,
+                  "resourcePath": url.removeprefix(ctx.base), "stateReason": issue.state_reason.upper() if issue.state_reason else None,
+                  "closable": None}] if closed else []
+        return connection(nodes[(skip or 0):], lambda n: [n["createdAt"]], False, lambda n: n, **page)
+
+    return items
+
+
 def issue_node(ctx: GraphQLContext, repo: Repo, issue: Issue) -> dict[str, Any]:
     url = f"{ctx.base}/{issue.repo}/issues/{issue.number}"
     return {
@@ -176,6 +194,7 @@ def issue_node(ctx: GraphQLContext, repo: Repo, issue: Issue) -> dict[str, Any]:
         "updatedAt": github_time(issue.updated_at), "closedAt": github_time(issue.closed_at),
         "closed": issue.closed_at is not None, "locked": False, "author": actor(ctx, issue.author, issue.event_time),
         "labels": labels_connection(ctx, repo, issue.labels), "repository": lambda info: repo_node(ctx, repo),
+        "timelineItems": timeline_items(ctx, issue),
     }
 
 

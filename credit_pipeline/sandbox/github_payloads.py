@@ -185,10 +185,13 @@ class GitHubRenderer:
         return out
 
     # -- issues ----------------------------------------------------------------------------------
-    def issue(self, item: Issue | PullRequest, search: bool = False) -> dict[str, Any]:
-        """An issue-list item (``issue-items``) or a search hit (``issue-search-result-item``).
+    def issue(self, item: Issue | PullRequest, search: bool = False, listed: bool = False) -> dict[str, Any]:
+        """A single issue (``issue``), an issue-list item (``listed``) or a search hit (``issue-search-result-item``).
 
-        PRs come back too, with a ``pull_request`` key and ``/pull/`` in ``html_url``, as on GitHub."""
+        PRs come back too, with a ``pull_request`` key and ``/pull/`` in ``html_url``, as on GitHub. Only the
+        single issue names its closer: list items carry ``closed_by: null`` (as GitHub's do, though its OpenAPI
+        example shows one: hub4j/github-api#60, augurlabs/augur#2524) and search hits have no such key; the
+        closer is the ``ClosedEvent`` of the issue's GraphQL ``timelineItems``."""
         api, web, n = f"{self.base}/repos/{item.repo}", f"{self.base}/{item.repo}", item.number
         is_pr = isinstance(item, PullRequest)
         # A closed-unmerged PR is taken to be closed by its author.
@@ -204,7 +207,7 @@ class GitHubRenderer:
             "assignees": [], "milestone": None, "locked": False,
             "active_lock_reason": None, "comments": 0, "closed_at": github_time(item.closed_at),
             "created_at": github_time(item.created_at), "updated_at": github_time(item.updated_at),
-            "closed_by": self.user(closer, item.closed_at), "author_association": _association(item.author),
+            "closed_by": None if listed else self.user(closer, item.closed_at), "author_association": _association(item.author),
             "state_reason": None if is_pr else item.state_reason,
         }
         if not search:

@@ -281,7 +281,7 @@ class GitHubApp(App):
                  "comments": lambda i: (0, i.number)}
         items = self._sorted(items, query, sorts, pulls=False)
         render = self.renderer(request)
-        return self._page(request, items, f"/repositories/{repo.id}/issues", render.issue)
+        return self._page(request, items, f"/repositories/{repo.id}/issues", lambda item: render.issue(item, listed=True))
 
     def _issue(self, request: Request, number: str, **where: str | None) -> Response:
         repo = self._find_repo(**where)

@@ -12,7 +12,9 @@ Choices (the contract the collectors are tested against):
   reviews (GraphQL) have ``platform_user_id`` None and ``platform_login`` None (``author: null``).
 - Logins are the login at the event time (renamed users show the old login before the rename);
   review logins are GraphQL logins, so bots show without the ``[bot]`` suffix.
-- What the rules read: a PR's labels, the id of the author of a review's PR (None when deleted: GraphQL
+- Closers are GraphQL's (the actor of the issue's ``ClosedEvent``: REST list items name none), so a bot
+  closer's login has no ``[bot]`` suffix; a deleted closer is the ghost.
+- What the rules read: a PR's labels and changed lines, the id of the author of a review's PR (None when deleted: GraphQL
   ``author: null``), an issue's ``state_reason``, a message's Discord ``type`` (system messages, such as
   joins, are messages of their author too).
 """
@@ -71,6 +73,7 @@ def _github_events(org: "SampleOrg", start: datetime, end: datetime, html: str) 
                 events[event_id] = ExpectedEvent(
                     event_id, "github", "pr_merged", str(author.id), author.login_at(pr.event_time), author.is_bot,
                     pr.merged_at, f"{html}/{name}/pull/{pr.number}", repo=name, number=pr.number, labels=tuple(pr.labels),
+                    additions=pr.additions, deletions=pr.deletions,
                 )
             for review in pr.reviews:
                 when = review.submitted_at
@@ -96,7 +99,7 @@ def _github_events(org: "SampleOrg", start: datetime, end: datetime, html: str) 
                     author.is_bot, issue.closed_at, f"{html}/{name}/issues/{issue.number}", repo=name,
                     number=issue.number,
                     closer_id=str(closer.id) if closer else None,
-                    closer_login=closer.login_at(issue.closed_at) if closer else None,
+                    closer_login=graphql_login(closer, issue.closed_at) if closer else None,
                     closer_is_bot=closer.is_bot if closer else False, state_reason=issue.state_reason,
                 )
     return events

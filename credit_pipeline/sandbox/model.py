@@ -244,8 +244,10 @@ class ExpectedEvent:
     channel_id: str | None = None
     message_id: str | None = None
     # What the policy's rules read (sources.parsing.event_facts): a PR's labels, the author of the PR a
-    # review is of (None when deleted), an issue's state_reason, a message's Discord type.
+    # review is of (None when deleted), an issue's state_reason, a message's Discord type; a PR's changed lines.
     labels: tuple[str, ...] = ()
+    additions: int | None = None
+    deletions: int | None = None
     pr_author_id: str | None = None
     state_reason: str | None = None
     message_type: int | None = None

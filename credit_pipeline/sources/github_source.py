@@ -2,8 +2,10 @@
 
 Costs are bounded by pages, never by items: PRs and issues are listed 100 a page
 newest-updated first and the listing stops at the first item updated before the
-stop point; reviews ride along with their PRs in one GraphQL page (a PR with more
-than 100 reviews costs one more page). PyGithub's requester does the HTTP, the auth
+stop point; what the REST list form lacks (a merged PR's additions, deletions and
+linked issues; a closed issue's closer) is asked for in one GraphQL query per page
+and stored beside the item (``parsing.DETAILS``); reviews ride along with their PRs
+in one GraphQL page (a PR with more than 100 reviews costs one more page). PyGithub's requester does the HTTP, the auth
 and the retries (5xx, 403 secondary limits, primary-limit resets); this module
 adds what it lacks: 429 without Retry-After, GraphQL ``RATE_LIMITED`` in an HTTP 200,
 proactive waits when the primary budget is spent, and a cap on any single wait.
@@ -39,9 +41,11 @@ from credit_pipeline.sources.base import (
     Window,
 )
 from credit_pipeline.sources.fields import field, integer, iso, timestamp
-from credit_pipeline.sources.github_graphql import PULLS_WITH_REVIEWS, PROBE_PULLS, REVIEWS_OF_PULL
+from credit_pipeline.sources.github_graphql import PULLS_WITH_REVIEWS, PROBE_PULLS, REVIEWS_OF_PULL, details_query
 from credit_pipeline.sources.parsing import (
+    DETAILS,
     DerivedColumns,
+    is_pull_request,
     github_issue_columns,
     github_pull_columns,
     github_review_columns,
@@ -186,7 +190,7 @@ class GitHubSource:
         head: str | None = None
         key_of = github_pr_event_id if ref.stream == "pull_requests" else github_issue_event_id
         for items, final in self._list_pages(ref, path, params):
-            events, quarantined, done = [], [], False
+            events, quarantined, done, listed = [], [], False, []
             for item in map(bounded, items):
                 try:  # an item without a readable number and time has no place in the listing: set aside
                     number = integer(item, "number", f"{ref}: an item")
@@ -199,6 +203,11 @@ class GitHubSource:
                 if updated < stop:
                     done = True
                     break
+                listed.append((number, what, item))
+            extra = self._details(ref, [(n, item) for n, _, item in listed])
+            for number, what, item in listed:
+                if number in extra:
+                    item = {**item, DETAILS: extra[number]}
                 try:
                     event = to_event(ref, item, what)
                 except UNREADABLE as exc:
@@ -210,6 +219,28 @@ class GitHubSource:
             yield Page(ref, events, _cursor(cursor, head, stop, last), last=last, quarantined=tuple(quarantined))
             if done:
                 return
+
+    def _details(self, ref: StreamRef, items: list[tuple[int, dict[str, Any]]]) -> dict[int, Any]:
+        """What the REST list form of a page's events lacks, in one GraphQL query for the page: merged PRs'
+        sizes and closing references, closed issues' closer. Items that already carry it (or make no event)
+        are not asked for. A number GitHub no longer knows (deleted or moved since the listing) maps to None,
+        with a note; its event is stored with what the listing said."""
+        if ref.stream == "pull_requests":
+            wanted = [n for n, item in items if item.get("merged_at") and "additions" not in item]
+        else:
+            wanted = [n for n, item in items if item.get("closed_at") and not item.get("closed_by") and not is_pull_request(item)]
+        if not wanted:
+            return {}
+        owner, name = ref.ref.split("/", 1)
+        data = self._graphql(details_query(ref.stream, wanted), {"owner": owner, "name": name}, f"{ref} (details of {len(wanted)})",
+                             missing_ok=True)
+        repo = _path(data, ("data", "repository"), f"{ref}")
+        found = {n: bounded(repo.get(f"n{n}")) if isinstance(repo.get(f"n{n}"), dict) else None for n in wanted}
+        gone = sorted(n for n, node in found.items() if node is None)
+        if gone:
+            self.telemetry.notes.append(f"{ref}: GitHub GraphQL no longer knows #{', #'.join(map(str, gone))} (deleted or moved "
+                                        "since it was listed): stored without the details the list form lacks")
+        return found
 
     def _pull_pages(self, ref: StreamRef, stop: datetime, cursor: dict[str, Any]) -> Iterator[Page]:
         params = {"state": "closed", "sort": "updated", "direction": "desc", "per_page": 100}
@@ -341,15 +372,16 @@ class GitHubSource:
         except requests.exceptions.ConnectionError as exc:
             raise SourceError(f"cannot reach GitHub at {self.api_url} for {what}: {exc}") from None
 
-    def _graphql(self, query: str, variables: dict[str, Any], what: str) -> dict[str, Any]:
-        """POST a GraphQL query; waits out ``RATE_LIMITED`` errors inside HTTP 200."""
+    def _graphql(self, query: str, variables: dict[str, Any], what: str, *, missing_ok: bool = False) -> dict[str, Any]:
+        """POST a GraphQL query; waits out ``RATE_LIMITED`` errors inside HTTP 200. With ``missing_ok`` an answer
+        whose only errors are ``NOT_FOUND`` (an aliased item that is gone) is returned with its partial data."""
         for _ in range(5):
             try:
                 _, data = self._request("POST", f"{self.api_url}/graphql", body={"query": query, "variables": variables}, what=what)
             except GithubException as exc:
                 data = exc.data if isinstance(exc.data, dict) else {"errors": [{"message": str(exc.data)}]}
             errors = data.get("errors") or []
-            if not errors:
+            if not errors or (missing_ok and data.get("data") and all(e.get("type") == "NOT_FOUND" for e in errors)):
                 return data
             if any(e.get("type") == "RATE_LIMITED" for e in errors):
                 # The RATE_LIMITED answer carries x-ratelimit-reset; PyGithub has just recorded it.

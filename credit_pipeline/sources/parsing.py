@@ -90,13 +90,13 @@ def github_issue_columns(repo: str, item: dict[str, Any], what: str, issue_credi
     metadata keeps both so a curator can see who was chosen and why.
     """
     number = integer(item, "number", what)
-    if _is_pull_request(item):
+    if is_pull_request(item):
         return None
     closed_at = timestamp(item, "closed_at", what, optional=True)
     if closed_at is None:
         return None
     author = rest_account(field(item, "user", what), what)
-    closer = rest_account(item["closed_by"], what) if item.get("closed_by") else (None, None, False)
+    closer = issue_closer(item, what)
     user_id, login, is_bot = closer if issue_credit == "closer" and closer[0] else author
     meta = {"repo": repo, "number": item["number"], "title": item.get("title"), "author_id": author[0], "closer_id": closer[0],
             "closer_login": closer[1], "credited": issue_credit}
@@ -104,7 +104,31 @@ def github_issue_columns(repo: str, item: dict[str, Any], what: str, issue_credi
                           closed_at, meta)
 
 
-def _is_pull_request(item: dict[str, Any]) -> bool:
+# The key under which the collector stores, beside a REST list item, the GraphQL node of what the list form
+# lacks (``sources.github_graphql.details_query``): a PR's sizes and closing references, an issue's ClosedEvent.
+DETAILS = "graphql_details"
+
+
+def details(item: dict[str, Any]) -> dict[str, Any]:
+    """The GraphQL details stored beside a REST item; empty when there are none (older payloads, or the item
+    was gone by the time they were asked for)."""
+    node = item.get(DETAILS)
+    return node if isinstance(node, dict) else {}
+
+
+def issue_closer(item: dict[str, Any], what: str) -> Account:
+    """Who closed an issue: REST's ``closed_by`` where the payload has one (the single-issue form), else the
+    actor of the issue's last ``ClosedEvent`` from its GraphQL details (GitHub's list items carry no closer);
+    (None, None, False) when neither says."""
+    if item.get("closed_by"):
+        return rest_account(item["closed_by"], what)
+    nodes = _dig(details(item), "timelineItems", "nodes")
+    if isinstance(nodes, list) and nodes and isinstance(nodes[-1], dict) and "actor" in nodes[-1]:
+        return graphql_account(nodes[-1]["actor"], f"{what} ClosedEvent.actor")
+    return None, None, False
+
+
+def is_pull_request(item: dict[str, Any]) -> bool:
     """The issues endpoint lists PRs too; GitHub marks them with ``pull_request`` and a ``/pull/`` URL."""
     return "/pull/" in str(item.get("html_url", "")) or bool(item.get("pull_request"))
 
@@ -251,7 +275,7 @@ def _issue(event_id: str, parts: list[str], payload: dict[str, Any], issue_credi
     columns = github_issue_columns(repo, payload, event_id, issue_credit)
     if columns is None:
         reason = "field 'closed_at' is null: the issue is not closed"
-        if _is_pull_request(payload):
+        if is_pull_request(payload):
             reason = "field 'pull_request' (or a /pull/ html_url) says the payload is a pull request, not an issue"
         raise MalformedItem(f"{event_id}: {reason}")
     return _same_id(event_id, columns, "'number'")
@@ -325,10 +349,12 @@ def message_text(content: Any) -> str:
 def event_facts(event_id: str, payload: dict[str, Any]) -> dict[str, Any]:
     """The facts of an event's raw payload that the policy's rules read, as plain JSON.
 
-    Pull requests: labels, additions and deletions (None where the payload does not carry them),
-    and the issues its title and body say it closes. Reviews: the state, the PR and its author.
+    Pull requests: labels, additions and deletions (None where the payload does not carry them; the
+    collector adds them from GraphQL to the REST list form, which lacks them), and the issues its title
+    and body say it closes, with GitHub's ``closingIssuesReferences`` where the payload has them.
+    Reviews: the state, the PR and its author.
     Issues: the closing reason and the author and closer accounts (``[id, login, is_bot]``, None when
-    deleted). Messages: the type, the length of the words and a hash of them (the text itself is not
+    deleted or unknown; the closer is ``issue_closer``'s). Messages: the type, the length of the words and a hash of them (the text itself is not
     repeated), and the channel.
     """
     kind, parts = _split_event_id(event_id)
@@ -342,13 +368,14 @@ def event_facts(event_id: str, payload: dict[str, Any]) -> dict[str, Any]:
         names = labels.get("nodes") if isinstance(labels, dict) else labels  # GraphQL connection or REST list
         closes = {f"{m.group(1) or repo}#{int(m.group(2))}"
                   for text in (payload.get("title"), payload.get("body")) if isinstance(text, str) for m in _CLOSING.finditer(text)}
-        refs = payload.get("closingIssuesReferences")
+        refs = payload.get("closingIssuesReferences", details(payload).get("closingIssuesReferences"))
         for node in (refs.get("nodes") or []) if isinstance(refs, dict) else []:
             other = _dig(node, "repository", "nameWithOwner") or repo
             if isinstance(node, dict) and isinstance(node.get("number"), int):
                 closes.add(f"{other}#{node['number']}")
         return {"labels": sorted({str(n.get("name")) for n in names or [] if isinstance(n, dict) and n.get("name") is not None}),
-                "additions": _count(payload.get("additions")), "deletions": _count(payload.get("deletions")),
+                "additions": _count(payload.get("additions", details(payload).get("additions"))),
+                "deletions": _count(payload.get("deletions", details(payload).get("deletions"))),
                 "closes": sorted(closes)}
     if kind == "github:review":
         pr, review = payload.get("pull_request") or {}, payload.get("review") or {}
@@ -363,8 +390,14 @@ def event_facts(event_id: str, payload: dict[str, Any]) -> dict[str, Any]:
             except MalformedItem:
                 return None
             return None if user_id is None else [user_id, login, is_bot]
+        def closer() -> list[Any] | None:
+            try:
+                user_id, login, is_bot = issue_closer(payload, event_id)
+            except MalformedItem:
+                return None
+            return None if user_id is None else [user_id, login, is_bot]
         return {"state_reason": payload.get("state_reason"), "issue": f"{parts[0]}#{int(parts[1])}",
-                "author": account(payload.get("user")), "closer": account(payload.get("closed_by"))}
+                "author": account(payload.get("user")), "closer": closer()}
     if kind == "discord:message":
         words = message_text(payload.get("content"))
         kind_value = payload.get("type")

@@ -231,6 +231,12 @@ def test_under_a_policy_with_rules_the_ui_shows_what_each_rule_decided(instance,
     assert 0 < sum(r["not_counted"] for r in rows) <= meta["events_not_counted_by_rules"].value
     capped = next(r for r in rows if r["capped"])
     assert capped["recipient"].startswith("discord:") or capped["login"]
+    # Whom the rules left out entirely (the newcomer's only message is its member join, type 7) is listed at zero,
+    # after every paid line, and is not part of the allocation set.
+    left_out = [r for r in rows if r["events"] == 0]
+    assert left_out and all(r["not_counted"] > 0 and r["final"] == r["credits"] == 0 for r in left_out)
+    assert "newcomer42" in {r["login"] for r in left_out}
+    assert rows[-len(left_out):] == left_out and meta["recipients"].value == len(rows) - len(left_out)
 
     # The same policy without its rules: the recipients whose credits change most, as Markdown.
     compared = meta["without_rules"].value

@@ -102,8 +102,7 @@ def test_issues_since_filters_on_updated_at_and_includes_prs(sandbox, gh, org) -
     raw = get(sandbox, "/repos/acme/widgets/issues", state="all", since="2026-02-16T00:00:00Z", per_page=100).json()
     for item in raw:
         assert ("pull_request" in item) == ("/pull/" in item["html_url"])
-        if item["state"] == "closed":
-            assert item["closed_by"] is not None
+        assert item["closed_by"] is None  # list items name no closer, as GitHub's (the single issue does)
 
 
 def test_issue_closed_by_someone_else(sandbox, org) -> None:

@@ -31,6 +31,7 @@ from credit_pipeline.sources.parsing import (
     github_pull_columns,
     github_review_columns,
     github_review_payload,
+    issue_closer,
     snowflake_time,
 )
 from credit_pipeline.stages.sources_config import build_source
@@ -93,7 +94,8 @@ def test_closer_credit_re_derives_with_the_policy_setting(store, sandbox, org, p
         assert derived_of(derived) == columns_of(row), row["event_id"]
     other = org.scenario["issue_closed_by_other"]
     as_author = columns_from_payload(other, payloads[other])  # the wrong setting gives other columns, so it is caught
-    assert as_author.platform_user_id != payloads[other]["closed_by"]["id"]
+    closer_id = issue_closer(payloads[other], other)[0]  # GraphQL's ClosedEvent, stored beside the list item
+    assert closer_id is not None and as_author.platform_user_id != closer_id
     assert as_author.platform_user_id == str(payloads[other]["user"]["id"]) and as_author.metadata["credited"] == "author"
 
 

@@ -228,7 +228,7 @@ def test_self_closed_issues_none_referenced_all(store, mode, counted):
 
 
 def test_pr_size_floor_reads_additions_and_deletions_when_the_payload_carries_them():
-    """Core level: the REST pull list (what the PR stream reads) has no additions/deletions (next test)."""
+    """Core level: a PR whose payload has no sizes (collected before they were asked for) is weighed by `weights`."""
     policy = policy_for(blank_org(), {"github": {"pr_labels": [{"label": "trivial", "weight": 0}],
                                                  "pr_size_floor": {"min_lines": 10, "weight": 2000}}})
 
@@ -242,16 +242,28 @@ def test_pr_size_floor_reads_additions_and_deletions_when_the_payload_carries_th
     assert decisions["github:pr:acme/widgets:1"].detail == "9 changed lines, under 10"
 
 
-def test_pr_size_floor_cannot_fire_on_the_rest_pull_list_yet(store):
-    """A one-line PR: GitHub's list form of a pull carries no additions/deletions, so the facts have none and
-    the floor is not applied; only the single-PR endpoint (one request per PR) carries them."""
+def test_pr_size_floor_through_the_adapters_at_its_boundary(store):
+    """GitHub's REST pull list carries no additions/deletions; the collector asks GraphQL for them in one query per
+    listing page and stores them beside the list item, so the floor fires from the raw fact: 9 changed lines are
+    under a floor of 10, exactly 10 are not, and a labelled PR takes its label's weight first."""
     org = blank_org()
     w = org.week_start
-    tiny = org.add_pull_request("acme/widgets", "bob", w + H, merged_at=w + D, additions=1, deletions=0)
-    decisions = run_weeks(store, org, policy_for(org, {"github": {"pr_size_floor": {"min_lines": 10, "weight": 2000}}}))[0]
-    assert seen(decisions, org, tiny) == (True, "weights", 8000, 0)
-    facts = {r["event_id"]: r["facts"] for r in rows(store, org)}[eid(org, tiny)]
-    assert (facts["additions"], facts["deletions"]) == (None, None)
+    under = org.add_pull_request("acme/widgets", "bob", w + H, merged_at=w + D, additions=4, deletions=5)
+    at = org.add_pull_request("acme/widgets", "carol", w + 2 * H, merged_at=w + D + H, additions=10, deletions=0)
+    trivial = org.add_pull_request("acme/widgets", "dave", w + 3 * H, merged_at=w + D + 2 * H, additions=1, deletions=0,
+                                   labels=["trivial"])
+    policy = policy_for(org, {"github": {"pr_labels": [{"label": "trivial", "weight": 0}],
+                                         "pr_size_floor": {"min_lines": 10, "weight": 2000}}})
+    decisions = run_weeks(store, org, policy)[0]
+    assert seen(decisions, org, under) == (True, "pr_size_floor", 2000, 0)
+    assert decisions[eid(org, under)].detail == "9 changed lines, under 10"
+    assert seen(decisions, org, at) == (True, "weights", 8000, 0)
+    assert seen(decisions, org, trivial) == (True, "pr_labels", 0, 0)
+    facts = {r["event_id"]: r["facts"] for r in rows(store, org)}
+    assert (facts[eid(org, under)]["additions"], facts[eid(org, under)]["deletions"]) == (4, 5)
+    payload = store.payloads([eid(org, under)])[eid(org, under)]
+    assert "additions" not in payload  # the list item as GitHub sent it, the details beside it
+    assert payload["graphql_details"]["additions"] == 4
 
 
 # -- Discord ---------------------------------------------------------------------------------------
