@@ -110,7 +110,7 @@ def cmd_epochs(args: argparse.Namespace) -> int:
     elif not rows:
         print("no epochs yet: collect activity first (credit-pipeline collect --epoch KEY)")
     else:
-        _print_table(rows, ["key", "window", "status", "events", "pool", "revision", "statement_hash"])
+        _print_table(rows, ["key", "window", "status", "events", "late_events", "completeness", "pool", "revision", "statement_hash"])
         for row in rows:
             if row["revision"] and row["revision"] > 1:
                 print(f"{row['key']}: revision {row['revision']} supersedes the earlier ones: {row['chain']}")
@@ -128,10 +128,42 @@ def cmd_identity_bind(args: argparse.Namespace) -> int:
     from credit_pipeline.stages.admin import bind_account
     from credit_pipeline.stages.settings import current_actor
 
+    if args.provider == "wallet":
+        return _bind_wallet(args)
+    if args.signature or args.key_env or args.print_message:
+        raise UsageError(f"--signature, --key-env and --print-message are for wallets; a {args.provider} account is bound by its id")
     evidence = {"note": args.evidence} if args.evidence else {}
     new, keys = bind_account(_store(), args.provider, args.external_id, args.user_id, _load_policy(args),
                              actor=current_actor(), evidence=evidence)
     print(f"{args.provider}:{args.external_id} -> {args.user_id}" + ("" if new else " (already bound)") + _rederived(keys))
+    return EXIT_OK
+
+
+def _bind_wallet(args: argparse.Namespace) -> int:
+    """A payout wallet: bound with the wallet's own EIP-191 signature over the binding message (proof of control)."""
+    import os
+
+    from credit_pipeline.core.hashing import sign_message
+    from credit_pipeline.stages.admin import bind_wallet, wallet_binding_message
+    from credit_pipeline.stages.settings import current_actor
+
+    store = _store()
+    message = wallet_binding_message(store, args.external_id, args.user_id)
+    if args.print_message:
+        print(message)
+        return EXIT_OK
+    if bool(args.signature) == bool(args.key_env):
+        raise UsageError("a wallet is bound with its own signature over the binding message: give --signature 0x... "
+                         "(print the message with --print-message and sign it in the wallet, EIP-191 personal_sign) or --key-env VAR")
+    signature = args.signature
+    if args.key_env:
+        key = os.environ.get(args.key_env)
+        if not key:
+            raise UsageError(f"environment variable {args.key_env} is not set: export the wallet's private key in it, or sign "
+                             "the --print-message text in the wallet and pass --signature")
+        signature = sign_message(message, key)
+    new = bind_wallet(store, args.external_id, args.user_id, signature, actor=current_actor(), note=args.evidence)
+    print(f"payout wallet of {args.user_id}: {args.external_id}" + ("" if new else " (already bound)"))
     return EXIT_OK
 
 
@@ -155,8 +187,43 @@ def cmd_identity_merge(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_identity_sync(args: argparse.Namespace) -> int:
+    """identities.yaml -> the identity log: the diff first; written only with --apply."""
+    from credit_pipeline.stages.identities_file import apply_sync, load_identities, plan_sync
+    from credit_pipeline.stages.settings import current_actor
+
+    store = _store()
+    wanted = load_identities(args.file)
+    plan = plan_sync(store, wanted, prune=args.prune)
+    for line in plan.lines():
+        print(line)
+    if not plan.changes:
+        print(f"{args.file}: nothing to change" + (f" ({len(plan.unlisted)} binding(s) not in the file kept)" if plan.unlisted else ""))
+        return EXIT_OK
+    if not args.apply:
+        print(f"{plan.changes} change(s); nothing written: run again with --apply to record them")
+        return EXIT_OK
+    keys = apply_sync(store, wanted, plan, _load_policy(args), actor=current_actor())
+    print(f"recorded {plan.changes} identity change(s){_rederived(keys)}")
+    return EXIT_OK
+
+
 def cmd_identity_list(args: argparse.Namespace) -> int:
-    rows = [{"provider": p, "external_id": e, "user_id": u} for (p, e), u in sorted(_store().bindings().items())]
+    from eth_utils import to_checksum_address
+
+    if args.unresolved:
+        from credit_pipeline.stages.report import unresolved_accounts
+
+        found = unresolved_accounts(_store())
+        if args.json:
+            print(json.dumps(found, indent=2))
+        elif not found:
+            print("no unresolved accounts: every credited account is bound to a person")
+        else:
+            _print_table(found, ["claimant", "login", "credits_held", "units_pending", "epochs", "bind"])
+        return EXIT_OK
+    rows = [{"provider": p, "external_id": to_checksum_address(e) if p == "wallet" else e, "user_id": u}
+            for (p, e), u in sorted(_store().bindings().items())]
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
@@ -310,8 +377,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from credit_pipeline.ledger.store import LedgerError
-    from credit_pipeline.stages.export import export_statement
+    from credit_pipeline.stages.export import ExportRefused, export_statement, held_csv
 
     rows = _store().statement_rows(args.epoch)
     if not rows:
@@ -320,7 +389,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     if not chosen:
         raise UsageError(f"epoch {args.epoch} has revisions 1 to {rows[-1]['revision']}; --revision {args.revision} is not one of them")
     bundle = json.loads(chosen[0]["bundle"])
-    data = export_statement(bundle, args.format)
+    if args.format == "report":
+        return _export_report(args, bundle)
+    try:
+        data = export_statement(bundle, args.format)
+    except ExportRefused as exc:
+        raise UsageError(str(exc)) from None
     if args.output:
         with open(args.output, "wb") as handle:
             handle.write(data)
@@ -329,6 +403,75 @@ def cmd_export(args: argparse.Namespace) -> int:
     else:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
+    if args.format == "safe-airdrop":
+        dist = bundle["distribution"]
+        held = [line for line in dist["lines"] if line["status"] == "held"]
+        say = print if args.output else (lambda text: print(text, file=sys.stderr))
+        if args.output:
+            held_path = Path(args.output).with_suffix(".held.csv")
+            held_path.write_bytes(held_csv(bundle))
+            say(f"wrote {held_path}: {len(held)} line(s) held, {dist['held_credits']} credits carried (claimants and people without a wallet)")
+        else:
+            say(f"{len(held)} line(s) held, {dist['held_credits']} credits carried (export with -o FILE to write them to FILE.held.csv)")
+    return EXIT_OK
+
+
+def _export_report(args: argparse.Namespace, bundle: dict[str, Any]) -> int:
+    """The weekly report: Markdown for the forum, and its PNG chart beside it (FILE.png)."""
+    from pathlib import Path
+
+    from credit_pipeline.stages.report import report_extras
+    from credit_pipeline.stages.weekly_report import report_chart_png, weekly_report_markdown
+
+    extras = report_extras(_store(), args.epoch)
+    if not args.output:
+        sys.stdout.write(weekly_report_markdown(bundle, chart_name=f"report-{args.epoch}.png", extras=extras))
+        print("(the chart is written with -o FILE, as FILE.png beside it)", file=sys.stderr)
+        return EXIT_OK
+    out = Path(args.output)
+    chart = out.with_suffix(".png")
+    chart.write_bytes(report_chart_png(bundle))
+    out.write_text(weekly_report_markdown(bundle, chart_name=chart.name, extras=extras), encoding="utf-8")
+    print(f"wrote {out} and its chart {chart}: epoch {args.epoch} revision {bundle['revision']}, statement {bundle['statement_hash']}")
+    return EXIT_OK
+
+
+def cmd_site(args: argparse.Namespace) -> int:
+    """The static transparency site of every finalized epoch: plain files any static host serves."""
+    from pathlib import Path
+
+    from credit_pipeline.stages.report import finalized_bundles
+    from credit_pipeline.stages.site import build_site
+
+    bundles = finalized_bundles(_store())
+    if not bundles:
+        raise UsageError("no epoch is finalized yet, so there is nothing to publish; finalize one first (materialize payout_statements)")
+    written = build_site(bundles, Path(args.output))
+    epochs = len({b["epoch"]["key"] for b in bundles})
+    print(f"wrote {len(written)} files to {args.output}: {epochs} finalized epoch(s), {len(bundles)} statement revision(s); "
+          f"open {Path(args.output) / 'index.html'}")
+    return EXIT_OK
+
+
+def cmd_proof(args: argparse.Namespace) -> int:
+    """One payable line's Merkle proof, as JSON; refuses a recipient the statement does not pay to a wallet."""
+    from credit_pipeline.ledger.store import LedgerError
+
+    rows = _store().statement_rows(args.epoch)
+    if not rows:
+        raise LedgerError(f"epoch {args.epoch} has no statement yet; finalize it first (materialize payout_statements)")
+    bundle = json.loads(rows[-1]["bundle"])
+    dist = bundle.get("distribution")
+    line = next((x for x in (dist or {}).get("lines", []) if x["recipient_id"] == args.recipient), None)
+    if line is None:
+        raise UsageError(f"{args.recipient} has no line in epoch {args.epoch}'s statement (revision {rows[-1]['revision']}); "
+                         "credit-pipeline export --epoch KEY --format csv lists its recipients")
+    if line["status"] != "payable" or not dist["merkle"]:
+        why = line["held_reason"] or ("its line pays 0 credits" if line["status"] == "nothing" else "the policy names no payout token")
+        raise UsageError(f"{args.recipient} has no Merkle claim in epoch {args.epoch}: {why}")
+    print(json.dumps({"epoch": args.epoch, "revision": rows[-1]["revision"], "statement_hash": bundle["statement_hash"],
+                      "root": dist["merkle"]["root"], "recipient_id": args.recipient, "wallet": line["wallet"],
+                      "amount": line["token_amount"], "proof": line["proof"]}, indent=2))
     return EXIT_OK
 
 
@@ -505,8 +648,9 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
 
 def _identity_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("provider", choices=["github", "discord"])
-    p.add_argument("external_id", help="GitHub numeric user id or Discord user snowflake (never a login)")
+    p.add_argument("provider", choices=["github", "discord", "wallet"])
+    p.add_argument("external_id", help="GitHub numeric user id or Discord user snowflake (never a login), or a payout wallet "
+                                       "address, EIP-55 checksummed")
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -543,7 +687,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--policy", help="policy file (default $CREDIT_PIPELINE_POLICY or ./policy.yaml)")
     check.set_defaults(func=cmd_policy_check)
 
-    epochs = sub.add_parser("epochs", help="list epochs: key, window, status, events, pool, statement hash")
+    epochs = sub.add_parser("epochs", help="list epochs: key, window, status, events, late events, completeness, pool, statement hash")
     epochs.add_argument("--json", action="store_true")
     epochs.set_defaults(func=cmd_epochs)
 
@@ -552,6 +696,9 @@ def build_parser() -> argparse.ArgumentParser:
     _identity_args(bind)
     bind.add_argument("user_id", help="the person's id in your DAO (e.g. alice)")
     bind.add_argument("--evidence", help="why this binding is right (a link, a signed message)")
+    bind.add_argument("--signature", help="wallet: the wallet's EIP-191 signature (0x...) over the message --print-message shows")
+    bind.add_argument("--key-env", help="wallet: name of an environment variable holding the wallet's private key (signs here)")
+    bind.add_argument("--print-message", action="store_true", help="wallet: print the binding message to sign; nothing is written")
     bind.add_argument("--policy", help="policy file for re-resolving open epochs (default $CREDIT_PIPELINE_POLICY or ./policy.yaml)")
     bind.set_defaults(func=cmd_identity_bind)
     revoke = identity.add_parser("revoke", help="remove an account's binding (logged)")
@@ -565,8 +712,16 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("--evidence")
     merge.add_argument("--policy", help="policy file for re-resolving open epochs (default $CREDIT_PIPELINE_POLICY or ./policy.yaml)")
     merge.set_defaults(func=cmd_identity_merge)
-    listing = identity.add_parser("list", help="current bindings")
+    sync = identity.add_parser("sync", help="make identities.yaml true: the diff first, recorded with --apply")
+    sync.add_argument("--file", default="identities.yaml", help="the identities file (default ./identities.yaml)")
+    sync.add_argument("--apply", action="store_true", help="record the changes (without it nothing is written)")
+    sync.add_argument("--prune", action="store_true", help="also revoke bindings the file does not list (kept otherwise)")
+    sync.add_argument("--policy", help="policy file for re-resolving open epochs (default $CREDIT_PIPELINE_POLICY or ./policy.yaml)")
+    sync.set_defaults(func=cmd_identity_sync)
+    listing = identity.add_parser("list", help="current bindings (payout wallets checksummed), or --unresolved accounts")
     listing.add_argument("--json", action="store_true")
+    listing.add_argument("--unresolved", action="store_true",
+                         help="the accounts paid as claimants and not bound: credits held in finalized epochs, units pending in others")
     listing.set_defaults(func=cmd_identity_list)
     collect = sub.add_parser("collect", help="collect one epoch's activity into the ledger (no Dagster needed)")
     collect.add_argument("--epoch", required=True, help="epoch key: the Monday that starts it, YYYY-MM-DD")
@@ -607,12 +762,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = sub.add_parser("export", help="write a finalized statement: json (the signed bytes), csv, safe-csv, md")
     export.add_argument("--epoch", required=True)
-    export.add_argument("--format", choices=["json", "csv", "safe-csv", "md"], default="json",
+    export.add_argument("--format", choices=["json", "csv", "safe-csv", "md", "safe-airdrop", "merkle", "report"], default="json",
                         help="safe-csv neutralizes cells a spreadsheet would run as formulas; md is a report for people "
-                             "(lines by credits, with logins, and the commands that verify it)")
+                             "(lines by credits, with logins, and the commands that verify it); safe-airdrop is the Safe{Wallet} "
+                             "CSV Airdrop file of the wallet-bound lines (held lines go to FILE.held.csv); merkle is OpenZeppelin's "
+                             "StandardMerkleTree JSON of the claims; report is the weekly Markdown report (its chart: FILE.png)")
     export.add_argument("--output", "-o", help="file to write (default: stdout)")
     export.add_argument("--revision", type=whole_number, help="an earlier statement revision (default: the latest, the one that pays)")
     export.set_defaults(func=cmd_export)
+
+    site = sub.add_parser("site", help="build the static transparency site of every finalized epoch (plain files)")
+    site.add_argument("--output", "-o", required=True, help="folder to write (index.html, one page per epoch, the lookup)")
+    site.set_defaults(func=cmd_site)
+
+    proof = sub.add_parser("proof", help="one recipient's Merkle claim: wallet, token amount, proof and root (JSON)")
+    proof.add_argument("--epoch", required=True)
+    proof.add_argument("--recipient", required=True, help="the recipient id of the line (a person id)")
+    proof.set_defaults(func=cmd_proof)
 
     adjust = sub.add_parser("adjust", help="set a recipient's final units in an epoch, with a reason")
     adjust.add_argument("--epoch", required=True)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from eth_account import Account
 
 from credit_pipeline.core.epochs import epoch_window
 from credit_pipeline.core.hashing import address_of, sign_message
@@ -32,10 +33,16 @@ from credit_pipeline.ledger.engine import ENV_DATABASE_URL, credit_home, resolve
 from credit_pipeline.ledger.store import LedgerStore
 from credit_pipeline.sandbox.runner import DEMO_DISCORD_TOKEN, DEMO_GITHUB_TOKEN, Sandbox, start_sandbox
 from credit_pipeline.sandbox.sample_org import generate_org
+from credit_pipeline.stages.admin import bind_wallet, wallet_binding_message
 
 # A published, demo-only key: anyone can sign with it. Never list its address in a real policy.
 DEMO_APPROVER_KEY = "0x" + hashlib.sha256(b"credit_pipeline demo approver - public, never use for real credit").hexdigest()
 DEMO_PEOPLE = ("alice", "bob", "carol")
+# Demo-only wallet keys, public like the approver's: alice and bob get payout wallets, carol does not (her credit is held).
+DEMO_WALLET_KEYS = {person: "0x" + hashlib.sha256(f"credit_pipeline demo wallet of {person} - public".encode()).hexdigest()
+                    for person in ("alice", "bob")}
+# The token the demo pays (SPEC §6's example: DAI's address, 18 decimals, one token per credit).
+DEMO_PAYOUT = {"token_address": "0x6B175474E89094C44Da98b954EedeAC495271d0F", "decimals": 18, "token_units_per_credit": 10**18}
 DEMO_TAG = "credit_pipeline/demo"
 DEMO_TAGS = {DEMO_TAG: "true", "credit_pipeline/trigger": "demo"}
 EPOCH_TAG = "credit_pipeline/epoch"
@@ -101,6 +108,7 @@ def write_demo_policy(path: Path, org, anchor: datetime) -> None:
         "pool": {"base_issuance": 10000},
         "approvers": [address_of(DEMO_APPROVER_KEY)],
         "rules": DEMO_RULES,
+        "payout": DEMO_PAYOUT,
     }
     header = "# Written by `credit-pipeline demo` for its sandbox org. The approver is the public demo key.\n"
     path.write_text(header + yaml.safe_dump(policy, sort_keys=False))
@@ -137,6 +145,9 @@ def bind_demo_people(store: LedgerStore, org) -> int:
         bound += store.bind("github", str(user.id), person, actor="demo", evidence={"note": "demo binding"})
     for person, user in zip(DEMO_PEOPLE, [u for u in org.discord_users if not u.bot]):
         bound += store.bind("discord", str(user.id), person, actor="demo", evidence={"note": "demo binding"})
+    for person, key in DEMO_WALLET_KEYS.items():  # each wallet signs its own binding message, as a contributor would
+        wallet = Account.from_key(key).address
+        bound += bind_wallet(store, wallet, person, sign_message(wallet_binding_message(store, wallet, person), key), actor="demo")
     return bound
 
 
@@ -146,6 +157,10 @@ def run_demo(say: Say = print) -> dict[str, Any]:
 
     from credit_pipeline.defs.builder import build_defs
     from credit_pipeline.defs.resources import DiscordResource, GitHubResource, LedgerResource, PolicyResource
+    from credit_pipeline.stages.export import export_statement, held_csv
+    from credit_pipeline.stages.report import finalized_bundles, report_extras
+    from credit_pipeline.stages.site import build_site
+    from credit_pipeline.stages.weekly_report import report_chart_png, weekly_report_markdown
     from credit_pipeline.stages.verify import verify_file_bytes, verify_stored
 
     started = time.monotonic()
@@ -208,12 +223,28 @@ def run_demo(say: Say = print) -> dict[str, Any]:
         exported = env.home / "demo" / f"statement-{key}.json"
         exported.write_bytes(statement_bytes(bundle))
         offline = verify_file_bytes(exported.read_bytes())
+        airdrop = env.home / "demo" / f"airdrop-{key}.csv"
+        airdrop.write_bytes(export_statement(bundle, "safe-airdrop"))
+        airdrop.with_suffix(".held.csv").write_bytes(held_csv(bundle))
+        report_path = env.home / "demo" / f"report-{key}.md"
+        report_path.with_suffix(".png").write_bytes(report_chart_png(bundle))
+        report_path.write_text(weekly_report_markdown(bundle, chart_name=report_path.with_suffix(".png").name,
+                                                      extras=report_extras(store, key)), encoding="utf-8")
+        site_dir = env.home / "demo" / "site"
+        build_site(finalized_bundles(store), site_dir)
         say("")
         say(f"Payout statement for epoch {key} [{bundle['epoch']['start']}, {bundle['epoch']['end']}), pool {bundle['pool']['total']} credits")
         say(_payout_table(bundle["payouts"]))
         say(f"statement hash: {bundle['statement_hash']}")
         say(f"verify from the ledger: {'OK' if report.ok else 'FAIL: ' + str(report.mismatch)}; "
             f"offline from {exported.name}: {'OK' if offline.ok else 'FAIL: ' + str(offline.mismatch)}")
+        dist = bundle["distribution"]
+        say(f"payout: {dist['payable_credits']} credits to {sum(1 for x in dist['lines'] if x['status'] == 'payable')} wallet(s), "
+            f"Merkle root {dist['merkle']['root'] if dist['merkle'] else 'none'}; {dist['held_credits']} credits held "
+            f"(claimants and people without a wallet)")
+        say(f"Safe airdrop CSV: {airdrop} (held lines: {airdrop.with_suffix('.held.csv').name})")
+        say(f"weekly report: {report_path} (chart {report_path.with_suffix('.png').name}); "
+            f"transparency site: {site_dir / 'index.html'}")
         say(f"done in {time.monotonic() - started:.0f} s; the runs are tagged {DEMO_TAG}=true. Next:")
         say(f"  credit-pipeline verify {exported}        # recompute the statement offline")
         say("  credit-pipeline epochs                  # every epoch and its status")
@@ -221,7 +252,7 @@ def run_demo(say: Say = print) -> dict[str, Any]:
         if not (report.ok and offline.ok):
             raise RuntimeError("the statement did not verify")
         return {"epoch": key, "statement_hash": bundle["statement_hash"], "verified": report.ok and offline.ok, "bundle_path": str(exported),
-                "env": env.env()}
+                "env": env.env(), "airdrop": str(airdrop), "report": str(report_path), "site": str(site_dir)}
     finally:
         env.sandbox.stop()
 

@@ -101,6 +101,40 @@ def _the_rules_cut_the_spammer(env: dict[str, str], week: str, tmp_path, capsys)
         os.environ.update(saved)
 
 
+def _what_the_treasury_and_the_contributors_get(result: dict, text: str) -> None:
+    """Issue 11's acceptance on the demo week: the Safe CSV parses with the Safe app's columns and, with the held
+    lines, sums to the pool in token units; the report's chart is a real PNG; the site built from the demo's ledger
+    opens in headless Chromium (index, epoch page, lookup); the demo says where each of them is."""
+    import csv
+    import json
+    from decimal import Decimal
+    from pathlib import Path
+
+    from credit_pipeline.demo import DEMO_PAYOUT
+    from credit_pipeline_tests.stages.test_site import dump_dom
+    from credit_pipeline_tests.stages.test_weekly_report import png_size
+
+    for path in (result["airdrop"], result["report"], str(Path(result["site"]) / "index.html")):
+        assert path in text, f"the demo does not say where {path} is"
+    bundle = json.loads(Path(result["bundle_path"]).read_text())
+    rows = list(csv.DictReader(open(result["airdrop"])))
+    assert rows and list(rows[0]) == ["token_type", "token_address", "receiver", "amount", "id"]
+    assert {r["token_type"] for r in rows} == {"erc20"} and {r["token_address"] for r in rows} == {DEMO_PAYOUT["token_address"]}
+    held = list(csv.DictReader(open(Path(result["airdrop"]).with_suffix(".held.csv"))))
+    assert held and all(r["held_reason"] for r in held)
+    unit = 10 ** DEMO_PAYOUT["decimals"]
+    paid = sum(int(Decimal(r["amount"]) * unit) for r in rows) + sum(int(r["token_amount"]) for r in held)
+    assert paid == bundle["pool"]["total"] * DEMO_PAYOUT["token_units_per_credit"]
+    assert png_size(Path(result["report"]).with_suffix(".png").read_bytes()) == (1200, 600)
+    site = Path(result["site"])
+    key = bundle["epoch"]["key"]
+    assert key in dump_dom((site / "index.html").as_uri())
+    page = dump_dom((site / "epochs" / f"{key}.html").as_uri())
+    assert bundle["statement_hash"] in page and "<table" in page and "carol" in page
+    found = dump_dom((site / "lookup.html").as_uri() + "?q=carol")
+    assert "carol" in found and key in found and "0 contributors found" not in found
+
+
 def test_demo_runs_end_to_end_twice_on_the_embedded_default(monkeypatch, tmp_path, capsys):
     from credit_pipeline.demo import run_demo
 
@@ -123,6 +157,7 @@ def test_demo_runs_end_to_end_twice_on_the_embedded_default(monkeypatch, tmp_pat
         assert sum(parts) == in_window > 0
         _demo_runs_through_graphql(first["env"], first["epoch"])
         _the_rules_cut_the_spammer(first["env"], first["epoch"], tmp_path, capsys)
+        _what_the_treasury_and_the_contributors_get(first, text)
         lines.clear()
         second = run_demo(lines.append)
         assert second["statement_hash"] == first["statement_hash"]

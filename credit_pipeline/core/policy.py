@@ -14,6 +14,7 @@ import re
 from datetime import date
 from typing import Annotated, Any, Literal
 
+from eth_utils import to_checksum_address
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, ValidationError, field_validator
 
 from credit_pipeline.core.canonical import canonical_hash
@@ -149,6 +150,21 @@ class RulesSection(_Strict):
     caps: CapsSection = Field(default_factory=CapsSection)
 
 
+def _checksummed(value: Any) -> Any:
+    """An EIP-55 address exactly as checksummed (a lower-case or mis-cased address is refused: it may be a typo)."""
+    if isinstance(value, str) and ADDRESS.fullmatch(value) and to_checksum_address(value) != value:
+        raise ValueError(f"{excerpt(value)} is not EIP-55 checksummed; write it as {to_checksum_address(value)}")
+    return value
+
+
+class PayoutSection(_Strict):
+    """The token a statement pays (SPEC §6 ``payout:``): needed for the Safe airdrop CSV and Merkle claims."""
+
+    token_address: Annotated[str, Field(pattern=ADDRESS.pattern), BeforeValidator(_checksummed)]
+    decimals: Annotated[StrictInt, Field(ge=0, le=36)]
+    token_units_per_credit: Annotated[StrictInt, Field(ge=1, le=10**40)]  # integer base units of the token per credit
+
+
 class Policy(_Strict):
     """A validated weight policy."""
 
@@ -163,6 +179,8 @@ class Policy(_Strict):
     approvers: list[str] = Field(default_factory=list, validate_default=True)
     # Absent in every policy written before the rules: such a policy keeps its hash and its allocations.
     rules: RulesSection | None = None
+    # Absent in every policy written before payouts in tokens: such a policy keeps its hash.
+    payout: PayoutSection | None = None
 
     @field_validator("weights")
     @classmethod
@@ -202,11 +220,13 @@ class Policy(_Strict):
     def canonical(self) -> dict[str, Any]:
         """The validated document as plain JSON values (what is hashed and pinned).
 
-        ``rules`` is left out when absent, so a policy without it hashes as it did before the key existed.
+        ``rules`` and ``payout`` are left out when absent, so a policy without them hashes as it did before
+        those keys existed.
         """
         document = self.model_dump(mode="json")
-        if document.get("rules") is None:
-            document.pop("rules", None)
+        for optional in ("rules", "payout"):
+            if document.get(optional) is None:
+                document.pop(optional, None)
         return document
 
     @property

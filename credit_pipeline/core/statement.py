@@ -9,26 +9,31 @@ revision and the statement it supersedes, and carries what an auditor needs to s
 who decided what: each credited event's account and time, curation notes and their
 authors, adjustments and corrections with reasons and authors, the completeness
 result and any waiver, and a hash of the identity log the recipients were resolved
-from. v1 bundles stay verifiable (``core.verification``).
+from. Format v3 adds ``distribution``: each line's payout wallet (with the signed binding that
+proves it), token amount and Merkle proof, what is held and why (``core.distribution``). v1 and
+v2 bundles stay verifiable (``core.verification``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from credit_pipeline.core.allocation import ALGORITHM_VERSION, CuratedEvent, event_weight
 from credit_pipeline.core.canonical import canonical_hash, canonical_json
+from credit_pipeline.core.distribution import distribution
 from credit_pipeline.core.epochs import window_for_key
 from credit_pipeline.core.hashing import allocation_set_hash
 from credit_pipeline.core.payouts import compute_payouts
 from credit_pipeline.core.policy import Policy, validate_policy
 from credit_pipeline.core.rules import RULES_ALGORITHM_VERSION, RuleEvent, credited_account, decide
+from credit_pipeline.core.wallets import PayoutWallet
 
 BUNDLE_FORMAT_V1 = "credit_pipeline.statement.v1"
 BUNDLE_FORMAT_V2 = "credit_pipeline.statement.v2"
-BUNDLE_FORMAT = BUNDLE_FORMAT_V2
+BUNDLE_FORMAT_V3 = "credit_pipeline.statement.v3"
+BUNDLE_FORMAT = BUNDLE_FORMAT_V3
 
 
 def iso_utc(ts: Any) -> str | None:
@@ -101,8 +106,13 @@ def build_statement(
     identity: dict[str, Any],
     completeness: dict[str, Any] | None,
     completeness_waiver: dict[str, Any] | None,
+    wallets: Mapping[str, PayoutWallet],
+    bundle_format: str = BUNDLE_FORMAT,
 ) -> dict[str, Any]:
-    """Assemble a v2 bundle from stored rows and compute payouts and hashes.
+    """Assemble a v3 bundle from stored rows and compute payouts, their distribution and hashes.
+
+    ``wallets`` are the payout wallets the identity log prefix leaves (``core.wallets.payout_wallets``).
+    ``bundle_format`` v2 rebuilds a statement written before v3 exactly (no distribution), for verify.
 
     ``events`` are the counted events; ``allocations`` carry proposed_units,
     activity_count, final_units (None = proposal kept), reason and who adjusted;
@@ -150,8 +160,11 @@ def build_statement(
         key=lambda c: c["component_id"],
     )
     pool_total = sum(c["amount"] for c in components)
+    payouts = [line.to_dict() for line in compute_payouts(finals, pool_total)]
+    if bundle_format not in (BUNDLE_FORMAT_V2, BUNDLE_FORMAT_V3):
+        raise ValueError(f"cannot build a statement in format {bundle_format!r}")
     body: dict[str, Any] = {
-        "format": BUNDLE_FORMAT_V2,
+        "format": bundle_format,
         "ledger_id": ledger_id,
         "revision": revision,
         "supersedes": supersedes,
@@ -172,12 +185,15 @@ def build_statement(
         ],
         "allocation_set_hash": allocation_set_hash(finals),
         "pool": {"components": components, "total": pool_total},
-        "payouts": [line.to_dict() for line in compute_payouts(finals, pool_total)],
+        "payouts": payouts,
+        "distribution": distribution(payouts, policy.get("payout"), wallets),
         "approvals": [
             {"signer": a["signer"], "signature": a["signature"], "approved_at": iso_utc(a["approved_at"])}
             for a in sorted(approvals, key=lambda a: (iso_utc(a["approved_at"]), a["signature"]))
         ],
     }
+    if bundle_format == BUNDLE_FORMAT_V2:
+        del body["distribution"]
     return {**body, "statement_hash": canonical_hash(body)}
 
 

@@ -4,7 +4,8 @@ Everything is recomputed from the bundle alone: weights, proposals, corrections,
 the pool, the payout lines, the allocation set hash, the approval message and the
 signers it recovers to, and ``statement_hash``. The walk is in a fixed order —
 the epoch and its policy, then the events, the allocations, the pool, the payout
-lines, and only then the hashes and signatures — and each part is recomputed from
+lines and their distribution (v3: payout wallets proven by their binding signatures,
+token amounts, held credit, the Merkle root and proofs), and only then the hashes and signatures — and each part is recomputed from
 the statement's own parts before it, so a FAIL names the first *semantic*
 difference as a path keyed by the natural id of its line, for example
 ``payouts[recipient_id=github:200].amount_credits: statement says 3266, recomputed 3265``,
@@ -27,6 +28,7 @@ from typing import Any
 
 from credit_pipeline.core.allocation import ALGORITHM_VERSION, ProposedAllocation, event_weight, propose_allocations
 from credit_pipeline.core.canonical import canonical_hash
+from credit_pipeline.core.distribution import distribution
 from credit_pipeline.core.epochs import window_for_key
 from credit_pipeline.core.hashing import SignatureError, allocation_set_hash, approval_message, recover_signer
 from credit_pipeline.core.payouts import compute_payouts
@@ -34,7 +36,9 @@ from credit_pipeline.core.policy import POOL_COMPONENTS, PolicyError, validate_p
 from credit_pipeline.core.recipients import RecipientIdError, check_recipient_id
 from credit_pipeline.core.rules import RULES_ALGORITHM_VERSION, decide
 from credit_pipeline.core.rules import totals as rule_totals
-from credit_pipeline.core.statement import BUNDLE_FORMAT_V1, BUNDLE_FORMAT_V2, curated_of, effective_corrections, iso_utc, rule_event_of
+from credit_pipeline.core.statement import (BUNDLE_FORMAT_V1, BUNDLE_FORMAT_V2, BUNDLE_FORMAT_V3, curated_of, effective_corrections,
+                                            iso_utc, rule_event_of)
+from credit_pipeline.core.wallets import PayoutWallet, check_payout_wallet
 
 HEX64 = re.compile(r"[0-9a-f]{64}")
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -91,10 +95,12 @@ LEDGER_ROWS = Side("ledger rows give", "the ledger rows", "the ledger rows have 
 # The walk's order: what a statement is computed from, then what is computed from it, hashes and signatures last.
 WALK_FIRST = ("format", "ledger_id", "revision", "supersedes", "epoch", "algorithm", "policy", "policy_hash",
               "completeness", "completeness_waiver", "identity", "events", "corrections", "allocations", "pool", "payouts",
+              "distribution", "token", "wallets", "lines",
               # fields of a line: what it is computed from before what is computed from it
               "key", "start", "end", "source", "event_type", "platform_user_id", "platform_login", "event_time", "resolution",
               "recipient_id", "weight_override", "weight", "proposed_units", "activity_count", "final_units", "reason",
-              "components", "amount", "total", "total_units", "share", "amount_credits")
+              "components", "amount", "total", "total_units", "share", "amount_credits",
+              "wallet", "token_amount", "status", "held_reason", "proof", "merkle")
 WALK_LAST = ("allocation_set_hash", "approvals", "statement_hash")
 # The field that names each line of a list, in the order tried.
 ROW_KEYS = ("event_id", "recipient_id", "component_id", "signature")
@@ -252,12 +258,12 @@ def verify_bundle(bundle: Any, expectations: Expectations | None = None) -> Veri
         if not isinstance(bundle, dict):
             raise Mismatch(f"a statement bundle is a JSON object (got {type(bundle).__name__})")
         fmt = bundle.get("format")
-        if fmt == BUNDLE_FORMAT_V2:
-            _verify(bundle, report, v2=True)
+        if fmt in (BUNDLE_FORMAT_V2, BUNDLE_FORMAT_V3):
+            _verify(bundle, report, v2=True, v3=fmt == BUNDLE_FORMAT_V3)
         elif fmt == BUNDLE_FORMAT_V1:
             _verify(bundle, report, v2=False)
         else:
-            raise Mismatch(f"format: {fmt!r} is not a statement bundle format ({BUNDLE_FORMAT_V1} or {BUNDLE_FORMAT_V2})")
+            raise Mismatch(f"format: {fmt!r} is not a statement bundle format ({BUNDLE_FORMAT_V1}, {BUNDLE_FORMAT_V2} or {BUNDLE_FORMAT_V3})")
         _check_expectations(report, expectations or Expectations())
     except Mismatch as exc:
         report.mismatch = str(exc)
@@ -269,7 +275,7 @@ def verify_bundle(bundle: Any, expectations: Expectations | None = None) -> Veri
     return report
 
 
-def _verify(bundle: dict[str, Any], report: VerificationReport, *, v2: bool) -> None:
+def _verify(bundle: dict[str, Any], report: VerificationReport, *, v2: bool, v3: bool = False) -> None:
     key = bundle["epoch"]["key"]
     start, end = window_for_key(key)
     _same(report, "epoch window", "epoch", {"start": bundle["epoch"]["start"], "end": bundle["epoch"]["end"]},
@@ -377,6 +383,10 @@ def _verify(bundle: dict[str, Any], report: VerificationReport, *, v2: bool) -> 
         _same(report, f"payout lines: {name}", "payouts", _projection(bundle["payouts"], {w["recipient_id"]: w for w in want}, "recipient_id"),
               want, note)
     _same(report, "payout lines", "payouts", bundle["payouts"], recomputed_payouts)  # no other field either
+    if v3:
+        _verify_distribution(bundle, report, ledger_id)
+    elif policy.payout is not None:
+        raise Mismatch(f"format: a policy with a payout token needs {BUNDLE_FORMAT_V3}, whose distribution pays it")
 
     allocation_hash = allocation_set_hash(finals)
     _same(report, "allocation_set_hash", "allocation_set_hash", bundle["allocation_set_hash"], allocation_hash,
@@ -413,7 +423,28 @@ def _verify(bundle: dict[str, Any], report: VerificationReport, *, v2: bool) -> 
         "allocation_set_hash": allocation_hash, "pool_total": pool_total, "recipients": len(finals),
         "credited_events": sum(1 for e in events if (e.get("decision") or {}).get("counted", True)),
         "statement_hash": bundle["statement_hash"],
+        "merkle_root": ((bundle.get("distribution") or {}).get("merkle") or {}).get("root"),
     }
+
+
+def _verify_distribution(bundle: dict[str, Any], report: VerificationReport, ledger_id: str) -> None:
+    """Every payout wallet is proven by its binding signature; lines, token amounts, held credit, the Merkle root
+    and every proof are recomputed from the payout lines, the pinned token and those wallets."""
+    dist = bundle["distribution"]
+    wallets: dict[str, PayoutWallet] = {}
+    for w in dist["wallets"]:
+        where = f"distribution.wallets[recipient_id={_id_shown(str(w['recipient_id']))}]"
+        problem = check_payout_wallet(w, ledger_id)
+        if problem:
+            raise Mismatch(f"{where}: {problem}")
+        if w["recipient_id"] in wallets:
+            raise Mismatch(f"{where}: the recipient has two payout wallets; a person has one at a time")
+        wallets[w["recipient_id"]] = PayoutWallet(w["recipient_id"], w["wallet"], w["identity_event_id"], w["message"], w["signature"])
+    if wallets:
+        report.checks.append(f"payout wallets: {len(wallets)} binding signature(s) by the wallets, naming this ledger and person")
+    _same(report, "distribution", "distribution", dist, distribution(bundle["payouts"], bundle["policy"].get("payout"), wallets),
+          "recomputed from the payout lines, the pinned payout token and the proven wallets")
+    report.checks.append("distribution: wallets, token amounts, held credit" + (", Merkle root and proofs" if dist["merkle"] else ""))
 
 
 def _recipient(value: Any, what: str) -> str:

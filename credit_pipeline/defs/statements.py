@@ -1,5 +1,6 @@
 """The finalize asset: the approved allocation set split over the pool into an immutable statement."""
 
+import base64
 
 import dagster as dg
 
@@ -10,6 +11,7 @@ from credit_pipeline.defs.resources import LedgerResource
 from credit_pipeline.ledger.store import LedgerError
 from credit_pipeline.stages.finalize import finalize_epoch
 from credit_pipeline.stages.verify import verify_stored
+from credit_pipeline.stages.weekly_report import report_chart_png
 
 FINALIZE_POOL = "credit_pipeline_finalize"
 
@@ -43,6 +45,7 @@ def build_statement_asset(partitions: dg.PartitionsDefinition, upstream: dg.Asse
         verified = verify_stored(store, key)
         top = sorted(payouts, key=lambda p: (-p["amount_credits"], p["recipient_id"]))
         counted, not_counted, capped = counted_events(bundle)
+        chart = base64.b64encode(report_chart_png(bundle)).decode("ascii")
         return dg.MaterializeResult(
             metadata={
                 **ints(recipients=len(payouts), pool_total=bundle["pool"]["total"], credited_events=counted,
@@ -57,6 +60,8 @@ def build_statement_asset(partitions: dg.PartitionsDefinition, upstream: dg.Asse
                 "policy_hash": bundle["policy_hash"],
                 "written_now": result.written,
                 "payouts": markdown_table(top, ["recipient_id", "total_units", "share", "amount_credits"], limit=25),
+                "chart": dg.MetadataValue.md(f"![credits per person and per source](data:image/png;base64,{chart})"),
+                **distribution_metadata(bundle),
                 "verify": dg.MetadataValue.md(f"`credit-pipeline verify --epoch {key}`, or offline: "
                                               f"`credit-pipeline export --epoch {key} --format json > s.json && credit-pipeline verify s.json`"),
             },
@@ -68,3 +73,22 @@ def build_statement_asset(partitions: dg.PartitionsDefinition, upstream: dg.Asse
         )
 
     return payout_statements
+
+
+def distribution_metadata(bundle: dict) -> dict:
+    """What the treasury pays (statement v3): payable and held credit, the token, the Merkle root, the exports."""
+    dist = bundle.get("distribution")
+    if dist is None:
+        return {"distribution": "none (a statement written before payout wallets)"}
+    key, token, merkle = bundle["epoch"]["key"], dist["token"], dist["merkle"]
+    return {
+        **ints(payable_credits=dist["payable_credits"], held_credits=dist["held_credits"],
+               wallets_paid=sum(1 for line in dist["lines"] if line["status"] == "payable")),
+        "payout_token": f"{token['token_address']} ({token['decimals']} decimals, {token['token_units_per_credit']} base units per credit)"
+                        if token else "none (the policy names no payout token)",
+        "merkle_root": merkle["root"] if merkle else "none",
+        "pay_it": dg.MetadataValue.md(
+            f"`credit-pipeline export --epoch {key} --format safe-airdrop -o airdrop.csv` (the Safe CSV Airdrop file; held lines "
+            f"in airdrop.held.csv), `--format merkle` (OpenZeppelin StandardMerkleTree JSON), "
+            f"`credit-pipeline proof --epoch {key} --recipient R`, `--format report -o report.md`"),
+    }

@@ -41,7 +41,8 @@ class EpochStore(StoreBase):
             return [epoch_from_row(r) for r in conn.execute(sa.select(t.epochs).order_by(t.epochs.c.epoch_key))]
 
     def epoch_summaries(self) -> list[dict[str, Any]]:
-        """Per epoch: status, curated and counted events, pool total, latest statement hash."""
+        """Per epoch: status, curated and counted events, pool total, latest statement hash, late events (stored after the
+        epoch left open), and the completeness result and waiver."""
         query = sa.text("""
             SELECT e.epoch_key, e.window_start, e.window_end, e.status,
                    (SELECT count(*) FROM activity_curation c WHERE c.epoch_key = e.epoch_key) AS events,
@@ -52,7 +53,13 @@ class EpochStore(StoreBase):
                         ORDER BY s.revision DESC LIMIT 1) AS statement_hash,
                    (SELECT max(s.revision) FROM payout_statements s WHERE s.epoch_key = e.epoch_key) AS revision,
                    (SELECT string_agg(s.statement_hash, ' <- ' ORDER BY s.revision DESC) FROM payout_statements s
-                        WHERE s.epoch_key = e.epoch_key) AS chain
+                        WHERE s.epoch_key = e.epoch_key) AS chain,
+                   -- events of the window stored after the epoch left open: kept as facts, not credited
+                   CASE WHEN e.status = 'open' THEN 0 ELSE
+                       (SELECT count(*) FROM activity_events a WHERE a.event_time >= e.window_start AND a.event_time < e.window_end
+                            AND NOT EXISTS (SELECT 1 FROM activity_curation c WHERE c.event_id = a.event_id AND c.epoch_key = e.epoch_key))
+                   END AS late_events,
+                   e.completeness, e.completeness_waiver
             FROM epochs e ORDER BY e.epoch_key""")
         with self._reading() as conn:
             return [{**r._mapping, "epoch_key": r.epoch_key.isoformat(), "pool": int(r.pool)} for r in conn.execute(query)]

@@ -10,8 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from eth_utils import to_checksum_address
+
 from credit_pipeline.core.policy import MAX_POOL_AMOUNT, MAX_WEIGHT, POOL_COMPONENTS, Policy
 from credit_pipeline.core.recipients import RecipientIdError, check_person_id, check_recipient_id
+from credit_pipeline.core.wallets import PROVIDER as WALLET
+from credit_pipeline.core.wallets import WalletError, binding_evidence, binding_message, parse_wallet
 from credit_pipeline.ledger.store import EpochStateError, LedgerError, LedgerStore
 from credit_pipeline.stages.derive import rederive_epoch
 
@@ -40,6 +44,8 @@ def _person(value: str) -> str:
 
 
 def _account(provider: str, external_id: str) -> tuple[str, str]:
+    if provider == WALLET:
+        return WALLET, _wallet(external_id).lower()
     if provider not in PROVIDERS:
         raise LedgerError(f"provider {provider!r} is not one of {', '.join(PROVIDERS)}")
     if not external_id.isascii() or not external_id.isdigit() or len(external_id) > 20:
@@ -96,6 +102,34 @@ def add_pool(store: LedgerStore, key: str, component: str, amount: int, *, actor
             raise EpochStateError(f"epoch {key} is finalized; its pool is frozen")
         return store.add_pool_component(key, component, amount, algorithm_version="manual-v1",
                                         inputs={"note": note} if note else {}, evidence_ref=evidence, actor=actor)
+
+
+def _wallet(address: str) -> str:
+    try:
+        return parse_wallet(address)
+    except WalletError as exc:
+        raise LedgerError(str(exc)) from None
+
+
+def wallet_binding_message(store: LedgerStore, address: str, user_id: str) -> str:
+    """The message the wallet at ``address`` signs to become ``user_id``'s payout wallet on this ledger."""
+    return binding_message(store.ledger_id(), _person(user_id), _wallet(address))
+
+
+def bind_wallet(store: LedgerStore, address: str, user_id: str, signature: str, *, actor: str, note: str | None = None) -> bool:
+    """Bind a payout wallet to a person, with the wallet's EIP-191 signature over ``wallet_binding_message`` as
+    evidence (proof of control). Refused, writing nothing: a bad checksum, a signature by another key or over
+    another message, a wallet bound to someone else, a person who already has a payout wallet."""
+    wallet, person = _wallet(address), _person(user_id)
+    try:
+        evidence = binding_evidence(store.ledger_id(), person, wallet, signature)
+    except WalletError as exc:
+        raise LedgerError(str(exc)) from None
+    held = next((e for (p, e), u in store.bindings().items() if p == WALLET and u == person and e != wallet.lower()), None)
+    if held is not None:
+        raise LedgerError(f"{person} already has payout wallet {to_checksum_address(held)}; one at a time: revoke it first "
+                          f"(credit-pipeline identity revoke wallet {to_checksum_address(held)})")
+    return store.bind(WALLET, wallet.lower(), person, actor=actor, evidence={**evidence, **({"note": note} if note else {})})
 
 
 def _rederive_accounts(store: LedgerStore, accounts: list[tuple[str, str]], policy: Policy) -> list[str]:

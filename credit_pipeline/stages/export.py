@@ -1,18 +1,83 @@
-"""Statement exports: the canonical JSON bundle, CSV, spreadsheet-safe CSV and a Markdown report."""
+"""Statement exports: the canonical JSON bundle, CSV, spreadsheet-safe CSV, a Markdown report, the Safe CSV
+Airdrop file of the payable lines (with the held lines beside it) and the Merkle claims tree."""
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from credit_pipeline.core.distribution import merkle_dump
 from credit_pipeline.core.statement import counted_events, statement_bytes
 from credit_pipeline.stages.escaping import markdown_cell, spreadsheet_cell
 
-FORMATS = ("json", "csv", "safe-csv", "md")
+FORMATS = ("json", "csv", "safe-csv", "md", "safe-airdrop", "merkle")
 PAYOUT_COLUMNS = ("recipient_id", "total_units", "share", "amount_credits")
+# The Safe{Wallet} CSV Airdrop app's columns; amount is in whole tokens (decimals allowed), id is for NFTs only.
+SAFE_AIRDROP_COLUMNS = ("token_type", "token_address", "receiver", "amount", "id")
+HELD_COLUMNS = ("epoch", "recipient_id", "amount_credits", "token_amount", "held_reason", "statement_hash")
+
+
+class ExportRefused(ValueError):
+    """The statement cannot be exported in that format; the message says why and what to do."""
+
+
+def token_decimal(base_units: int, decimals: int) -> str:
+    """An exact decimal string of a token amount given in base units (no float ever): 1500000, 6 -> "1.5"."""
+    whole, fraction = divmod(base_units, 10**decimals)
+    digits = f"{fraction:0{decimals}d}".rstrip("0") if decimals else ""
+    return f"{whole}.{digits}" if digits else str(whole)
+
+
+def _distribution(bundle: dict[str, Any], fmt: str) -> dict[str, Any]:
+    dist = bundle.get("distribution")
+    key = bundle["epoch"]["key"]
+    if dist is None:
+        raise ExportRefused(f"epoch {key}'s statement is {bundle['format']}, written before payout wallets: it has no distribution "
+                            f"to export as {fmt}; a correction issues a new revision that has one")
+    if dist["token"] is None:
+        raise ExportRefused(f"epoch {key}'s pinned policy names no payout token, so its statement has no token amounts for {fmt}; "
+                            "add a payout: section (token_address, decimals, token_units_per_credit) to the policy of later epochs")
+    return dist
+
+
+def safe_airdrop_csv(bundle: dict[str, Any]) -> bytes:
+    """The payable lines in the Safe CSV Airdrop app's format: one erc20 row per wallet-bound line."""
+    dist = _distribution(bundle, "safe-airdrop")
+    token = dist["token"]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(SAFE_AIRDROP_COLUMNS)
+    for line in dist["lines"]:
+        if line["status"] == "payable":
+            writer.writerow(["erc20", token["token_address"], line["wallet"], token_decimal(int(line["token_amount"]), token["decimals"]), ""])
+    return out.getvalue().encode("utf-8")
+
+
+def held_csv(bundle: dict[str, Any]) -> bytes:
+    """The lines a payout does not pay yet (claimants, people without a wallet), with the credit they keep."""
+    dist = bundle.get("distribution") or {"lines": []}
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(HELD_COLUMNS)
+    for line in dist["lines"]:
+        if line["status"] == "held":
+            writer.writerow([spreadsheet_cell(v) for v in (bundle["epoch"]["key"], line["recipient_id"], line["amount_credits"],
+                                                           line["token_amount"] or "", line["held_reason"], bundle["statement_hash"])])
+    return out.getvalue().encode("utf-8")
+
+
+def merkle_json(bundle: dict[str, Any]) -> bytes:
+    """OpenZeppelin ``StandardMerkleTree.dump()`` JSON of the payable lines (what ``StandardMerkleTree.load`` reads)."""
+    dist = _distribution(bundle, "merkle")
+    dump = merkle_dump(dist)
+    if dump is None:
+        raise ExportRefused(f"epoch {bundle['epoch']['key']}'s statement has no wallet-bound line to claim, so no Merkle tree; "
+                            "bind payout wallets (credit-pipeline identity bind wallet ADDRESS USER) before finalizing")
+    return (json.dumps(dump, indent=1) + "\n").encode("utf-8")
 
 
 def export_statement(bundle: dict[str, Any], fmt: str) -> bytes:
@@ -29,6 +94,10 @@ def export_statement(bundle: dict[str, Any], fmt: str) -> bytes:
         return out.getvalue().encode("utf-8")
     if fmt == "md":
         return markdown_report(bundle).encode("utf-8")
+    if fmt == "safe-airdrop":
+        return safe_airdrop_csv(bundle)
+    if fmt == "merkle":
+        return merkle_json(bundle)
     raise ValueError(f"unknown export format {fmt!r}: use one of {', '.join(FORMATS)}")
 
 

@@ -20,8 +20,9 @@ from credit_pipeline.core.allocation import counts
 from credit_pipeline.core.hashing import SignatureError, allocation_set_hash, approval_message, recover_signer
 from credit_pipeline.core.identity import identity_digest, replay_bindings
 from credit_pipeline.core.policy import validate_policy
-from credit_pipeline.core.statement import build_statement, corrected_allocations
+from credit_pipeline.core.statement import BUNDLE_FORMAT, build_statement, corrected_allocations
 from credit_pipeline.core.verification import verify_bundle
+from credit_pipeline.core.wallets import payout_wallets
 from credit_pipeline.ledger.store import EpochRecord, LedgerError, LedgerStore
 from credit_pipeline.stages.derive import allocation_drift, resolution_drift
 from credit_pipeline.stages.resolve import curated_event, pinned_document
@@ -67,11 +68,12 @@ def valid_approvals(approvals: list[dict[str, Any]], message: str, allocation_ha
 
 
 def ledger_statement(store: LedgerStore, conn: Connection | None, epoch: EpochRecord, revision: int, issued_at: datetime,
-                     *, identity_through: int | None = None) -> LedgerStatement | None:
+                     *, identity_through: int | None = None, bundle_format: str = BUNDLE_FORMAT) -> LedgerStatement | None:
     """Build revision ``revision`` of the epoch's statement from the stored rows.
 
     None when a revision above 1 has no correction recorded for it. ``identity_through``
-    fixes the identity log prefix (verify passes the statement's); default: all of it.
+    fixes the identity log prefix (verify passes the statement's); default: all of it. ``bundle_format``
+    is the format to build (verify passes the stored statement's, so a v2 statement rebuilds as v2).
     """
     key = epoch.key
     document = pinned_document(epoch)
@@ -102,6 +104,7 @@ def ledger_statement(store: LedgerStore, conn: Connection | None, epoch: EpochRe
         pool_components=components, approvals=approvals,
         finalized_at=issued_at if revision == 1 else epoch.finalized_at, issued_at=issued_at,
         identity=identity_digest(log), completeness=epoch.completeness, completeness_waiver=epoch.completeness_waiver,
+        wallets=payout_wallets(log), bundle_format=bundle_format,
     )
     return LedgerStatement(bundle, drift, len(approvals))
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from credit_pipeline.core.events import payload_hash
 from credit_pipeline.core.policy import validate_policy
-from credit_pipeline.core.statement import BUNDLE_FORMAT_V2, iso_utc, statement_bytes
+from credit_pipeline.core.statement import BUNDLE_FORMAT_V2, BUNDLE_FORMAT_V3, iso_utc, statement_bytes
 from credit_pipeline.core.verification import Difference, Expectations, Mismatch, VerificationReport, difference, shown, verify_bundle
 from credit_pipeline.ledger.store import EpochRecord, LedgerError, LedgerStore
 from credit_pipeline.sources.base import MalformedItem
@@ -34,7 +34,7 @@ _TABLE_OF = {
     "pool": "epoch_pool_components", "approvals": "epoch_approvals", "policy": "epochs (pinned policy)",
     "policy_hash": "epochs (pinned policy)", "identity": "identity_events", "epoch": "epochs", "completeness": "epochs",
     "completeness_waiver": "epochs", "ledger_id": "ledger_identity", "payouts": "epoch_allocations / epoch_pool_components",
-    "allocation_set_hash": "epoch_allocations", "issued_at": "payout_statements",
+    "allocation_set_hash": "epoch_allocations", "issued_at": "payout_statements", "distribution": "identity_events (payout wallets)",
 }
 _CURATION_FIELDS = {"recipient_id", "resolution", "weight_override", "note", "curated_by", "curated_at", "weight", "decision"}
 _DERIVED_FIELDS = ("source", "event_type", "platform_user_id", "platform_login")
@@ -92,7 +92,7 @@ def _verify_revision(store: LedgerStore, epoch: EpochRecord | None, row: dict[st
         raise Mismatch(f"epochs: epoch {row['epoch_key']} has a statement but is {epoch.status if epoch else 'missing'}")
     _check_pinned(epoch, bundle)
     report.checks.append(f"r{revision}: pinned policy and approvers of the epoch row")
-    if bundle["format"] == BUNDLE_FORMAT_V2:
+    if bundle["format"] in (BUNDLE_FORMAT_V2, BUNDLE_FORMAT_V3):  # v1 predates the rows a rebuild needs
         _check_rebuilt(store, epoch, row, bundle)
         report.checks.append(f"r{revision}: rebuilt from the ledger rows, identical")
     _check_payloads(store, bundle)
@@ -121,7 +121,8 @@ def _check_pinned(epoch: EpochRecord, bundle: dict[str, Any]) -> None:
 def _check_rebuilt(store: LedgerStore, epoch: EpochRecord, row: dict[str, Any], bundle: dict[str, Any]) -> None:
     through = bundle["identity"]["through_event_id"]
     try:
-        rebuilt = ledger_statement(store, None, epoch, row["revision"], row["created_at"], identity_through=through)
+        rebuilt = ledger_statement(store, None, epoch, row["revision"], row["created_at"], identity_through=through,
+                                   bundle_format=bundle["format"])
     except FinalizeRefused as exc:
         raise Mismatch(f"ledger rows: {exc}") from None
     if rebuilt is None:

@@ -336,7 +336,7 @@ def bundle_of(events, p, pool=10000):
         ledger_id=LEDGER, epoch_key=EPOCH, revision=1, supersedes=None, policy=p.canonical(), policy_hash=p.policy_hash, events=rows,
         allocations=allocations, corrections=[], pool_components=[{"component_id": "base_issuance", "amount": pool, "algorithm_version": "v1"}],
         approvals=approvals, finalized_at=datetime(2026, 2, 24, 10, tzinfo=UTC), issued_at=datetime(2026, 2, 24, 10, tzinfo=UTC),
-        identity={"through_event_id": 3, "events": 3, "log_hash": "c" * 64}, completeness=None, completeness_waiver=None)
+        identity={"through_event_id": 3, "events": 3, "log_hash": "c" * 64}, completeness=None, completeness_waiver=None, wallets={})
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -53,7 +53,7 @@ def make(revision=1, supersedes=None, corrections=(), signing_key=KEY, pool=1000
         events=events, allocations=allocations, corrections=list(corrections),
         pool_components=[{"component_id": "base_issuance", "amount": pool, "algorithm_version": "v1"}], approvals=approvals,
         finalized_at=datetime(2026, 2, 24, 10, tzinfo=UTC), issued_at=datetime(2026, 2, 24, 10, tzinfo=UTC),
-        identity={"through_event_id": 3, "events": 3, "log_hash": "c" * 64}, completeness=None, completeness_waiver=None,
+        identity={"through_event_id": 3, "events": 3, "log_hash": "c" * 64}, completeness=None, completeness_waiver=None, wallets={},
     )
 
 

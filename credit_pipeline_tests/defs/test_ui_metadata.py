@@ -3,6 +3,7 @@ and check results that name their partition, read back from a persistent Postgre
 
 from __future__ import annotations
 
+import base64
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -116,6 +117,15 @@ def test_allocations_table_and_partitioned_checks_read_back_from_the_instance(de
     assert {r["recipient"]: r["credits"] for r in rows if r["credits"]} == {r: c for r, c in paid.items() if c}
     assert {e.partition for e in done.get_asset_check_evaluations()} == {key}
     assert {r.partition for r in latest_checks(instance, FINALIZE_CHECKS, partition=key).values()} == {key}
+    # The statement's materialization shows the weekly report's chart (a PNG inline in Markdown) and what is paid or held.
+    final = latest_materialization(instance, "payout_statements", key).metadata
+    chart = final["chart"].value
+    assert chart.startswith("![credits per person and per source](data:image/png;base64,")
+    assert base64.b64decode(chart.split(",", 1)[1].rstrip(")"))[:8] == b"\x89PNG\r\n\x1a\n"
+    statement = ledger.statement(key)
+    assert final["held_credits"].value == statement["distribution"]["held_credits"]
+    assert final["payable_credits"].value + final["held_credits"].value == statement["pool"]["total"]
+    assert "safe-airdrop" in final["pay_it"].value
 
     # A finalized epoch's table shows what its statement paid.
     again = run_week(defs, instance, key, ["epoch_allocations"])

@@ -1,8 +1,8 @@
 """A stateful property test of the approve → finalize → verify chain on the real database.
 
 Hypothesis drives random sequences of admin operations (curate, include, override,
-bind, revoke, merge, adjust, pool add, re-collect, resolve, allocate, approve,
-finalize, correct) on one epoch. After every step: each statement that exists
+bind, revoke, merge, payout wallets (bound, forged, revoked), adjust, pool add, re-collect,
+resolve, allocate, approve, finalize, correct) on one epoch. After every step: each statement that exists
 verifies from the ledger and offline; every refused operation left the ledger as it
 was, byte for byte.
 """
@@ -15,6 +15,7 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
+from eth_account import Account
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
@@ -23,7 +24,8 @@ from credit_pipeline.core.events import ActivityEvent
 from credit_pipeline.core.hashing import sign_message
 from credit_pipeline.core.policy import validate_policy
 from credit_pipeline.ledger.store import LedgerError, LedgerStore
-from credit_pipeline.stages.admin import (add_pool, adjust_recipient, bind_account, correct_recipient, curate_event,
+from credit_pipeline.core.wallets import binding_message
+from credit_pipeline.stages.admin import (add_pool, adjust_recipient, bind_account, bind_wallet, correct_recipient, curate_event,
                                           merge_people, revoke_account)
 from credit_pipeline.stages.allocate import allocate_epoch, allocation_state
 from credit_pipeline.stages.approve import approve_epoch
@@ -39,6 +41,7 @@ TABLES = ("epochs", "activity_events", "activity_curation", "epoch_allocations",
           "payout_statements", "identity_events", "statement_corrections")
 EVENTS = [f"github:pr:acme/widgets:{n}" for n in (1, 2, 3, 7)]
 ACCOUNTS = [("github", "100"), ("github", "200"), ("github", "300"), ("discord", "300")]
+WALLET_KEYS = {Account.from_key("0x" + c * 32).address: "0x" + c * 32 for c in ("a1", "b2")}
 PEOPLE = ["alice", "bob", "carol"]
 _names = itertools.count()
 
@@ -56,6 +59,7 @@ class AdminSequences(RuleBasedStateMachine):
     written: Counter = Counter()  # statement revisions written across all examples
     policy = POLICY
     stopped = 0  # events a rule did not count, in the statements checked
+    paid_wallets = 0  # payable lines (a bound wallet, a token), in the statements checked
 
     @initialize()
     def setup(self):
@@ -73,6 +77,11 @@ class AdminSequences(RuleBasedStateMachine):
             self.store.record_page([trivial,
                                     message_event(6, START + timedelta(days=1, hours=1), "300"),
                                     message_event(9, START + timedelta(days=1, hours=2), "300")], None)
+        if self.policy.payout is not None:  # alice starts with a payout wallet (github 100 is hers); sequences move it about
+            self.store.bind("github", "100", "alice")
+            wallet = sorted(WALLET_KEYS)[0]
+            bind_wallet(self.store, wallet, "alice", sign_message(binding_message(self.store.ledger_id(), "alice", wallet),
+                                                                  WALLET_KEYS[wallet]), actor="setup")
         resolve_epoch(self.store, KEY, self.policy)
         ready_for_review(self.store)
         allocate_epoch(self.store, KEY, self.policy, now=AFTER)
@@ -106,6 +115,18 @@ class AdminSequences(RuleBasedStateMachine):
     @rule(account=st.sampled_from(ACCOUNTS))
     def revoke(self, account):
         self.attempt(revoke_account, self.store, *account, self.policy, actor="admin")
+
+    @rule(wallet=st.sampled_from(sorted(WALLET_KEYS)), person=st.sampled_from(PEOPLE), forged=st.booleans())
+    def bind_wallet(self, wallet, person, forged):
+        """A payout wallet, signed by its own key (or, forged, by another): refused for a second wallet, a wallet
+        someone else holds, or a signature by another key."""
+        key = WALLET_KEYS[wallet] if not forged else "0x" + "5d" * 32
+        message = binding_message(self.store.ledger_id(), person, wallet)
+        self.attempt(bind_wallet, self.store, wallet, person, sign_message(message, key), actor="admin")
+
+    @rule(wallet=st.sampled_from(sorted(WALLET_KEYS)))
+    def revoke_wallet(self, wallet):
+        self.attempt(revoke_account, self.store, "wallet", wallet, self.policy, actor="admin")
 
     @rule(a=st.sampled_from(PEOPLE), b=st.sampled_from(PEOPLE))
     def merge(self, a, b):
@@ -166,6 +187,9 @@ class AdminSequences(RuleBasedStateMachine):
             assert offline.ok, offline.mismatch
             bundle = json.loads(row["bundle"])
             payouts = bundle["payouts"]
+            dist = bundle["distribution"]
+            assert dist["payable_credits"] + dist["held_credits"] == sum(p["amount_credits"] for p in payouts)
+            AdminSequences.paid_wallets += sum(1 for line in dist["lines"] if line["status"] == "payable")
             AdminSequences.stopped += sum(1 for e in bundle["events"] if not e.get("decision", {}).get("counted", True))
             assert not payouts or sum(p["amount_credits"] for p in payouts) == row["pool_total"]
 
@@ -203,3 +227,25 @@ def test_random_admin_sequences_under_a_policy_with_rules_keep_the_chain_verifia
     assert AdminSequences.written[1] > 0, "no sequence reached a finalized statement: the property was never exercised"
     assert AdminSequences.stopped > 0, "no statement carried an event a rule stopped: the rules were never exercised"
 
+
+
+PAYING_POLICY = validate_policy({**POLICY.canonical(), "payout": {
+    "token_address": "0x6B175474E89094C44Da98b954EedeAC495271d0F", "decimals": 18, "token_units_per_credit": 10**18}})
+
+
+@pytest.mark.slow
+def test_random_admin_sequences_with_payout_wallets_keep_the_chain_verifiable(pg_server_url, template_db):
+    """With a payout token, wallets bound, forged, revoked and merged between finalizations: every revision pays the
+    wallets its identity log prefix proves, and verifies (Merkle root and proofs included) from the ledger and offline."""
+    AdminSequences.server_url, AdminSequences.template = pg_server_url, template_db
+    AdminSequences.written.clear()
+    AdminSequences.policy = PAYING_POLICY
+    AdminSequences.paid_wallets = 0
+    try:
+        run_state_machine_as_test(AdminSequences, settings=settings(max_examples=int(os.environ.get("CP_STATEFUL_EXAMPLES", 30)) // 2,
+                                                                    stateful_step_count=25, deadline=None,
+                                                                    suppress_health_check=list(HealthCheck)))
+    finally:
+        AdminSequences.policy = POLICY
+    assert AdminSequences.written[1] > 0, "no sequence reached a finalized statement: the property was never exercised"
+    assert AdminSequences.paid_wallets > 0, "no statement paid a wallet: the distribution was never exercised"
