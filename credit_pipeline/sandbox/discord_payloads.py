@@ -3,6 +3,8 @@
 Snowflakes are emitted as JSON strings (Discord does: they exceed 2**53), ``timestamp`` is the
 instant encoded in the message id, and a message's author shows the username at that instant.
 Messages carry their ``type`` (0 default, 19 reply, 7 member join, 6 pin notice, 8 boost, ...).
+Threads render as Discord's thread channel objects (``thread_metadata`` with ISO 8601 timestamps);
+forum channels (type 15) carry the forum-only fields.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from credit_pipeline.sandbox.ids import discord_timestamp, snowflake_time
-from credit_pipeline.sandbox.model import REPLY, Channel, DiscordUser, Guild, Message
+from credit_pipeline.sandbox.model import (
+    GUILD_FORUM, PRIVATE_THREAD, REPLY, Channel, DiscordUser, Guild, Message, Thread,
+)
 
 DATA_DIR = Path(__file__).with_name("data") / "discord"
 VIEW_CHANNEL = 1 << 10
@@ -58,15 +62,44 @@ def application(bot: DiscordUser, owner: DiscordUser, message_content: bool) -> 
     }
 
 
-def channel(item: Channel) -> dict[str, Any]:
+def channel(item: Channel, last_thread_id: int | None = None) -> dict[str, Any]:
+    """A guild channel. A forum's ``last_message_id`` is the id of its newest post (``last_thread_id``)."""
     out = copy.deepcopy(template("channel-guild-text-example"))
     overwrites = [] if item.readable else [
         {"id": str(item.guild_id), "type": 0, "allow": "0", "deny": str(VIEW_CHANNEL)}]
-    out.update(id=str(item.id), guild_id=str(item.guild_id), name=item.name, type=0, position=item.position,
+    last = last_thread_id if item.type == GUILD_FORUM else (item.message_ids[-1] if item.message_ids else None)
+    out.update(id=str(item.id), guild_id=str(item.guild_id), name=item.name, type=item.type, position=item.position,
                permission_overwrites=overwrites, rate_limit_per_user=0, nsfw=False, topic=item.topic,
-               last_message_id=str(item.message_ids[-1]) if item.message_ids else None,
+               last_message_id=str(last) if last else None,
                parent_id=str(item.parent_id) if item.parent_id else None, default_auto_archive_duration=1440)
     out["flags"] = 0
+    if item.type == GUILD_FORUM:
+        out.update(available_tags=[], default_reaction_emoji=None, default_thread_rate_limit_per_user=0,
+                   default_sort_order=None, default_forum_layout=0)
+        out.pop("last_pin_timestamp", None)
+    return out
+
+
+def thread(item: Thread, forum: bool = False) -> dict[str, Any]:
+    """A thread channel object (``GET /channels/{thread_id}``, the thread lists). ``message_count`` and
+    ``total_message_sent`` leave out a forum post's starter message, as Discord counts them."""
+    count = len(item.messages) - (1 if forum and item.message_ids[:1] == [item.id] else 0)
+    metadata: dict[str, Any] = {
+        "archived": item.archived, "auto_archive_duration": item.auto_archive_duration,
+        "archive_timestamp": (item.archive_timestamp or item.created).isoformat(), "locked": item.locked,
+        "create_timestamp": item.created.isoformat(),
+    }
+    if item.type == PRIVATE_THREAD:
+        metadata["invitable"] = True
+    out: dict[str, Any] = {
+        "id": str(item.id), "guild_id": str(item.guild_id), "parent_id": str(item.parent_id),
+        "owner_id": str(item.owner_id), "name": item.name, "type": item.type,
+        "last_message_id": str(item.message_ids[-1]) if item.message_ids else None,
+        "message_count": count, "member_count": min(50, len({m.author.id for m in item.messages} | {item.owner_id})),
+        "rate_limit_per_user": 0, "flags": 0, "total_message_sent": count, "thread_metadata": metadata,
+    }
+    if forum:
+        out["applied_tags"] = []
     return out
 
 

@@ -5,6 +5,16 @@ Served under ``/api/v10``: ``GET /users/@me``, ``GET /oauth2/applications/@me``,
 ``after`` | ``around``, ``limit`` 1..100 default 50; always newest first, also with ``after``, which
 discord.py's ``history(oldest_first=True)`` relies on) and ``GET /channels/{id}/messages/{id}``.
 
+Threads, as on Discord: a thread is a channel of its own, never in ``GET /guilds/{id}/channels``;
+``GET /channels/{thread_id}`` is its thread object and ``/channels/{thread_id}/messages`` pages its
+messages like a channel's (their ``channel_id`` is the thread's). ``GET /guilds/{id}/threads/active``
+lists every non-archived thread the bot can see (``{"threads", "members"}``; no paging);
+``GET /channels/{id}/threads/archived/public`` lists the parent's archived public threads, newest
+``archive_timestamp`` first, ``before`` an exclusive ISO 8601 timestamp and ``limit`` 2..100 (default
+50), with ``has_more``. A forum channel (type 15) has no messages: its messages route is 400
+``{"code": 50024, "message": "Cannot execute action on this channel type"}``; its posts are threads.
+A private thread the bot is not in answers 403 Missing Access (50001).
+
 Rate limits: every answer carries ``X-RateLimit-Limit/-Remaining/-Reset/-Reset-After/-Bucket``
 (never Remaining without Reset: discord.py would raise ``KeyError``); each route + major parameter
 (channel / guild id) is a bucket of ``bucket_limit`` requests per ``bucket_window`` seconds. Going
@@ -28,7 +38,8 @@ from typing import Any, Callable
 from credit_pipeline.sandbox import discord_payloads as payloads
 from credit_pipeline.sandbox.faults import Fault, FaultKind, FaultPlan
 from credit_pipeline.sandbox.http_base import App, Request, RequestLog, Response, ServerThread
-from credit_pipeline.sandbox.model import Channel
+from credit_pipeline.sandbox.ids import parse_time
+from credit_pipeline.sandbox.model import ANNOUNCEMENT_THREAD, GUILD_FORUM, PUBLIC_THREAD, Channel, Thread
 from credit_pipeline.sandbox.org import SampleOrg
 
 API_PREFIX = "/api/v10"
@@ -87,6 +98,10 @@ class DiscordApp(App):
             ("/oauth2/applications/@me", re.compile(r"/oauth2/applications/@me"), self._application),
             ("/guilds/{guild_id}", re.compile(r"/guilds/(?P<guild_id>[^/]+)"), self._guild),
             ("/guilds/{guild_id}/channels", re.compile(r"/guilds/(?P<guild_id>[^/]+)/channels"), self._channels),
+            ("/guilds/{guild_id}/threads/active", re.compile(r"/guilds/(?P<guild_id>[^/]+)/threads/active"),
+             self._active_threads),
+            ("/channels/{channel_id}/threads/archived/public",
+             re.compile(r"/channels/(?P<channel_id>[^/]+)/threads/archived/public"), self._archived_public_threads),
             ("/channels/{channel_id}", re.compile(r"/channels/(?P<channel_id>[^/]+)"), self._channel),
             ("/channels/{channel_id}/messages", re.compile(r"/channels/(?P<channel_id>[^/]+)/messages"), self._messages),
             ("/channels/{channel_id}/messages/{message_id}",
@@ -177,22 +192,74 @@ class DiscordApp(App):
         return out
 
     def _channels(self, request: Request, guild_id: str) -> Any:
+        """Channels only: Discord does not list threads here."""
         self._guild_or_404(guild_id)
-        return [payloads.category(self.org.guild), *(payloads.channel(c) for c in self.org.guild.channels)]
+        return [payloads.category(self.org.guild), *(self._channel_payload(c) for c in self.org.guild.channels)]
 
-    def _readable(self, channel_id: str) -> Channel:
+    def _channel_payload(self, item: Channel | Thread) -> dict[str, Any]:
+        if isinstance(item, Thread):
+            return payloads.thread(item, forum=self._parent(item).type == GUILD_FORUM)
+        posts = [t.id for t in self.org.guild.threads if t.parent_id == item.id] if item.type == GUILD_FORUM else []
+        return payloads.channel(item, max(posts, default=None))
+
+    def _parent(self, item: Thread) -> Channel:
+        parent = self.org.channel(item.parent_id)
+        assert isinstance(parent, Channel)
+        return parent
+
+    def _visible(self, item: Thread) -> bool:
+        """The bot sees a thread it may read under a channel it may read."""
+        return item.readable and self._parent(item).readable
+
+    def _active_threads(self, request: Request, guild_id: str) -> Any:
+        """Every non-archived thread (public, or private with the bot) in the guild; ``members`` lists the
+        bot's own thread memberships, and it has joined none."""
+        self._guild_or_404(guild_id)
+        threads = [t for t in self.org.guild.threads if not t.archived and self._visible(t)]
+        return {"threads": [self._channel_payload(t) for t in threads], "members": []}
+
+    def _archived_public_threads(self, request: Request, channel_id: str) -> Any:
+        """Archived public (and announcement) threads of a text, announcement or forum channel, newest
+        ``archive_timestamp`` first; ``before`` is exclusive."""
+        parent = self._readable(channel_id)
+        if isinstance(parent, Thread):
+            raise DiscordError(400, "Cannot execute action on this channel type", 50024)
+        query = request.query
+        raw_limit = query.get("limit", "50")
+        if not raw_limit.lstrip("-").isdigit():
+            raise _form_error("limit", "NUMBER_TYPE_COERCE", f'Value "{raw_limit}" is not int.')
+        limit = int(raw_limit)
+        if not 2 <= limit <= 100:
+            code, bound = ("NUMBER_TYPE_MAX", "less than or equal to 100") if limit > 100 else (
+                "NUMBER_TYPE_MIN", "greater than or equal to 2")
+            raise _form_error("limit", code, f"int value should be {bound}.")
+        before = None
+        if query.get("before") is not None:
+            try:
+                before = parse_time(query["before"])
+            except ValueError:
+                raise _form_error("before", "DATE_TIME_TYPE_PARSE",
+                                  f'Could not interpret "{query["before"]}" as date-time.') from None
+        archived = [t for t in self.org.guild.threads
+                    if t.parent_id == parent.id and t.archived and t.type in (PUBLIC_THREAD, ANNOUNCEMENT_THREAD)
+                    and (before is None or (t.archive_timestamp or t.created) < before)]
+        archived.sort(key=lambda t: (t.archive_timestamp or t.created, t.id), reverse=True)
+        return {"threads": [self._channel_payload(t) for t in archived[:limit]], "members": [],
+                "has_more": len(archived) > limit}
+
+    def _readable(self, channel_id: str) -> Channel | Thread:
         if not channel_id.isdigit():
             raise _form_error("channel_id", "NUMBER_TYPE_COERCE", f'Value "{channel_id}" is not snowflake.')
         try:
             channel = self.org.channel(int(channel_id))
         except KeyError:
             raise DiscordError(404, "Unknown Channel", 10003) from None
-        if not channel.readable:
+        if not channel.readable or (isinstance(channel, Thread) and not self._visible(channel)):
             raise DiscordError(403, "Missing Access", 50001)
         return channel
 
     def _channel(self, request: Request, channel_id: str) -> Any:
-        return payloads.channel(self._readable(channel_id))
+        return self._channel_payload(self._readable(channel_id))
 
     @staticmethod
     def _snowflake(query: dict[str, str], name: str) -> int | None:
@@ -204,7 +271,10 @@ class DiscordApp(App):
         return int(value)
 
     def _messages(self, request: Request, channel_id: str) -> Any:
+        """A channel's or a thread's messages; a forum channel has none of its own (400, 50024)."""
         channel = self._readable(channel_id)
+        if isinstance(channel, Channel) and channel.type == GUILD_FORUM:
+            raise DiscordError(400, "Cannot execute action on this channel type", 50024)
         query = request.query
         raw_limit = query.get("limit", "50")
         if not raw_limit.lstrip("-").isdigit():

@@ -7,7 +7,11 @@ Choices (the contract the collectors are tested against):
 - Reviews count when ``submitted_at`` is in the window, whatever the PR's state; PENDING never counts.
 - Issues count when a real issue (not a PR listed by the issues endpoint) has ``closed_at`` in the
   window, including ``state_reason: not_planned``.
-- Messages count when their snowflake time is in the window and the channel is allow-listed.
+- Messages count when their snowflake time is in the window and the channel is allow-listed; so do
+  the messages of a thread (a forum post: its starter too) under an allow-listed channel, whenever the
+  thread was archived, unless the bot cannot read it (private thread without the bot). Their
+  ``channel_id`` is the thread id, ``parent_channel_id`` the allow-listed channel's. A forum channel has
+  no messages of its own; threads under other channels never count.
 - Deleted GitHub user: PRs/issues (REST) are attributed to the ghost account ("10137", "ghost");
   reviews (GraphQL) have ``platform_user_id`` None and ``platform_login`` None (``author: null``).
 - Logins are the login at the event time (renamed users show the old login before the rename);
@@ -108,13 +112,17 @@ def _github_events(org: "SampleOrg", start: datetime, end: datetime, html: str) 
 def _discord_events(
     org: "SampleOrg", start: datetime, end: datetime, channels: list[int | str] | None
 ) -> dict[str, ExpectedEvent]:
+    """Messages of the wanted channels and of the readable threads (forum posts included) under them;
+    a thread message's ``channel_id`` is the thread id and ``parent_channel_id`` its parent's."""
     wanted = {int(c) for c in channels} if channels is not None else {c.id for c in org.allow_listed_channels}
     low, high = time_snowflake(start), time_snowflake(end)
     guild = org.guild.id
     events: dict[str, ExpectedEvent] = {}
-    for channel in org.guild.channels:
-        if channel.id not in wanted:
-            continue
+    readable = {c.id for c in org.guild.channels if c.readable}
+    containers = [(c, None) for c in org.guild.channels if c.id in wanted]
+    containers += [(t, t.parent_id) for t in org.guild.threads
+                   if t.parent_id in wanted and t.readable and t.parent_id in readable]
+    for channel, parent in containers:
         first = bisect.bisect_left(channel.message_ids, low)
         last = bisect.bisect_left(channel.message_ids, high)
         for message in channel.messages[first:last]:
@@ -124,5 +132,6 @@ def _discord_events(
                 event_id, "discord", "message_sent", str(message.author.id), message.author.username_at(created),
                 message.author.bot, created, f"https://discord.com/channels/{guild}/{channel.id}/{message.id}",
                 guild_id=str(guild), channel_id=str(channel.id), message_id=str(message.id), message_type=message.type,
+                parent_channel_id=str(parent) if parent is not None else None,
             )
     return events

@@ -190,9 +190,20 @@ class Message:
         return snowflake_time(self.id)
 
 
+# Discord channel types ("Channel Types"): guild channels and the three thread types.
+GUILD_TEXT, GUILD_ANNOUNCEMENT, GUILD_FORUM = 0, 5, 15
+ANNOUNCEMENT_THREAD, PUBLIC_THREAD, PRIVATE_THREAD = 10, 11, 12
+THREAD_TYPES = (ANNOUNCEMENT_THREAD, PUBLIC_THREAD, PRIVATE_THREAD)
+
+
 @dataclass(slots=True)
 class Channel:
-    """A guild text channel. ``readable`` False means the bot lacks VIEW_CHANNEL (403 Missing Access)."""
+    """A guild channel. ``readable`` False means the bot lacks VIEW_CHANNEL (403 Missing Access).
+
+    ``type`` is Discord's channel type: 0 text, 5 announcement, 15 forum. A forum channel has no
+    messages of its own (``GET /channels/{forum}/messages`` is 400, code 50024): its conversation is
+    its posts, which are threads (``Guild.threads``).
+    """
 
     id: int
     guild_id: int
@@ -204,6 +215,42 @@ class Channel:
     topic: str | None = None
     messages: list[Message] = field(default_factory=list)  # sorted by id ascending
     message_ids: list[int] = field(default_factory=list)  # parallel to messages, for bisect
+    type: int = GUILD_TEXT
+
+
+@dataclass(slots=True)
+class Thread:
+    """A thread: a channel of its own under ``parent_id`` (a text, announcement or forum channel).
+
+    As on Discord its ``id`` is a snowflake of its creation (``created``) and its messages carry the
+    THREAD id as ``channel_id``. A forum post is a thread whose parent is a forum channel; its starter
+    message has the thread's id. ``type`` is 11 public, 12 private, 10 announcement thread.
+    ``archive_timestamp`` is when the archive status last changed (creation while never archived).
+    ``readable`` False means the bot cannot read it (a private thread it was not added to): it is not
+    listed and answers 403 Missing Access. ``GET /guilds/{id}/channels`` never lists threads.
+    """
+
+    id: int
+    guild_id: int
+    parent_id: int
+    owner_id: int
+    name: str
+    type: int = PUBLIC_THREAD
+    archived: bool = False
+    archive_timestamp: datetime | None = None
+    readable: bool = True
+    locked: bool = False
+    auto_archive_duration: int = 1440
+    messages: list[Message] = field(default_factory=list)  # sorted by id ascending
+    message_ids: list[int] = field(default_factory=list)  # parallel to messages, for bisect
+
+    @property
+    def created(self) -> datetime:
+        return snowflake_time(self.id)
+
+    @property
+    def private(self) -> bool:
+        return self.type == PRIVATE_THREAD
 
 
 @dataclass(slots=True)
@@ -213,6 +260,7 @@ class Guild:
     owner_id: int
     category_id: int
     channels: list[Channel] = field(default_factory=list)
+    threads: list[Thread] = field(default_factory=list)  # sorted by id; not in ``channels`` (nor in Discord's list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,3 +299,5 @@ class ExpectedEvent:
     pr_author_id: str | None = None
     state_reason: str | None = None
     message_type: int | None = None
+    # A thread message: ``channel_id`` is the thread's id and this its parent channel's (None in a channel).
+    parent_channel_id: str | None = None

@@ -13,8 +13,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from credit_pipeline.sandbox.ids import make_snowflake, snowflake_ms, to_ms
+from credit_pipeline.sandbox.ids import make_snowflake, snowflake_ms, snowflake_time, to_ms
 from credit_pipeline.sandbox.model import (
+    ANNOUNCEMENT_THREAD,
+    GUILD_ANNOUNCEMENT,
+    GUILD_FORUM,
+    PRIVATE_THREAD,
+    PUBLIC_THREAD,
     Channel,
     DiscordUser,
     ExpectedEvent,
@@ -25,6 +30,7 @@ from credit_pipeline.sandbox.model import (
     PullRequest,
     Repo,
     Review,
+    Thread,
 )
 
 
@@ -84,11 +90,19 @@ class SampleOrg:
                 return user
         raise KeyError(login_or_id)
 
-    def channel(self, channel_id: int) -> Channel:
+    def channel(self, channel_id: int) -> Channel | Thread:
+        """A guild channel or a thread by id (on Discord a thread is a channel: ``GET /channels/{id}``)."""
         for channel in self.guild.channels:
             if channel.id == int(channel_id):
                 return channel
+        for thread in self.guild.threads:
+            if thread.id == int(channel_id):
+                return thread
         raise KeyError(channel_id)
+
+    def threads_of(self, parent_id: int | str) -> list[Thread]:
+        """The threads (forum posts included) under one channel, oldest first."""
+        return [t for t in self.guild.threads if t.parent_id == int(parent_id)]
 
     def discord_user(self, user_id_or_name: int | str) -> DiscordUser:
         for user in [*self.discord_users, self.bot_user]:
@@ -165,6 +179,10 @@ class SampleOrg:
             for channel in self.guild.channels:
                 digest.update(repr((channel.id, [(m.id, m.author.id, m.content, m.type, m.reference.id if m.reference else None)
                                                  for m in channel.messages])).encode())
+            for thread in self.guild.threads:  # none unless built with threads: the digest stays as it was
+                digest.update(repr(("thread", thread.id, thread.parent_id, thread.owner_id, thread.type, thread.archived,
+                                    thread.archive_timestamp, thread.readable,
+                                    [(m.id, m.author.id, m.content, m.type) for m in thread.messages])).encode())
         return digest.hexdigest()
 
     # -- live activity ---------------------------------------------------------------------------
@@ -250,9 +268,12 @@ class SampleOrg:
         type: int = 0, reference: Message | None = None, pinned: bool = False,  # noqa: A002 - Discord's name
     ) -> Message:
         """Post a message whose snowflake encodes ``at`` (millisecond precision); ``type`` and ``reference``
-        as in ``model.Message`` (a REPLY names the message it answers)."""
+        as in ``model.Message`` (a REPLY names the message it answers). ``channel_id`` may be a thread's id:
+        the message then belongs to the thread (its ``channel_id`` is the thread id)."""
         with self.lock:
             channel = self.channel(int(channel_id))
+            if isinstance(channel, Channel) and channel.type == GUILD_FORUM:
+                raise ValueError("a forum channel has no messages of its own; post in one of its threads")
             ms = to_ms(at)
             while True:
                 self.ids.increment = (self.ids.increment + 1) % 4096
@@ -265,6 +286,45 @@ class SampleOrg:
             channel.messages.insert(index, message)
             assert snowflake_ms(snowflake) == ms
             return message
+
+    def add_thread(
+        self, parent_id: int | str, owner: int | str, at: datetime, name: str = "live thread", *,
+        archived_at: datetime | None = None, private: bool = False, readable: bool = True,
+        content: str = "forum post", locked: bool = False, auto_archive_duration: int = 1440,
+    ) -> Thread:
+        """Create a thread under ``parent_id`` whose snowflake encodes ``at``; returns it.
+
+        The type follows the parent, as on Discord: 10 under an announcement channel, 12 with ``private``
+        (text channels only), else 11. Under a forum channel the thread is a post and gets its starter
+        message (``content``, by ``owner``) with the thread's own id. ``archived_at`` archives it then
+        (``archive_timestamp``); ``readable`` False hides it from the bot (a private thread it is not in).
+        Add its messages with ``add_message(thread.id, ...)``.
+        """
+        with self.lock:
+            parent = self.channel(int(parent_id))
+            if not isinstance(parent, Channel):
+                raise ValueError("a thread's parent must be a guild channel, not a thread")
+            if private and parent.type != 0:
+                raise ValueError("private threads exist only under text channels")
+            kind = PUBLIC_THREAD if parent.type != GUILD_ANNOUNCEMENT else ANNOUNCEMENT_THREAD
+            kind = PRIVATE_THREAD if private else kind
+            author = self.discord_user(owner)
+            ms = to_ms(at)
+            taken = {c.id for c in self.guild.channels} | {t.id for t in self.guild.threads}
+            while True:
+                self.ids.increment = (self.ids.increment + 1) % 4096
+                snowflake = make_snowflake(ms, 1, 0, self.ids.increment)
+                if snowflake not in taken:
+                    break
+            thread = Thread(snowflake, self.guild.id, parent.id, author.id, name, kind,
+                            archived=archived_at is not None, archive_timestamp=archived_at if archived_at is not None else snowflake_time(snowflake),
+                            readable=readable, locked=locked, auto_archive_duration=auto_archive_duration)
+            if parent.type == GUILD_FORUM:
+                thread.messages.append(Message(snowflake, snowflake, author, content))
+                thread.message_ids.append(snowflake)
+            index = bisect.bisect_left([t.id for t in self.guild.threads], snowflake)
+            self.guild.threads.insert(index, thread)
+            return thread
 
 
 def _contains(sorted_ids: list[int], value: int) -> bool:

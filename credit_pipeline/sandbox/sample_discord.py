@@ -3,7 +3,8 @@
 Channels: ``channels`` readable text channels (all allow-listed except the last when there are two
 or more, named ``off-topic``) and ``mod-private``, which the bot cannot read. Messages are spread
 over the span with millisecond timestamps; named edge cases go to the first allow-listed channel, and
-so does the gaming of ``sample_gaming`` (its spam is cross-posted to the second).
+so does the gaming of ``sample_gaming`` (its spam is cross-posted to the second). Threads and a forum
+channel are opt-in (``discord_threads``, ``generate_org(threads=True)``).
 """
 
 from __future__ import annotations
@@ -12,8 +13,13 @@ import random
 from datetime import datetime, timedelta, timezone
 
 from credit_pipeline.sandbox.ids import make_snowflake, to_ms
-from credit_pipeline.sandbox.model import DEFAULT, Channel, DiscordUser, Guild, Message
+from typing import TYPE_CHECKING
+
+from credit_pipeline.sandbox.model import DEFAULT, GUILD_FORUM, Channel, DiscordUser, Guild, Message, Thread
 from credit_pipeline.sandbox.org import IdCounters
+
+if TYPE_CHECKING:
+    from credit_pipeline.sandbox.org import SampleOrg
 from credit_pipeline.sandbox.sample_gaming import discord_gaming
 
 UTC = timezone.utc
@@ -109,4 +115,72 @@ def discord_messages(rng: random.Random, ids: IdCounters, guild: Guild, users: l
     for channel in guild.channels:
         channel.messages = sorted(staged[channel.id], key=lambda m: m.id)
         channel.message_ids = [m.id for m in channel.messages]
+    return scenario
+
+
+def discord_threads(org: "SampleOrg", now: datetime | None = None) -> dict[str, str]:
+    """The opt-in threads of the first week (``generate_org(threads=True)``); returns their scenario names.
+
+    Drawn from no random stream (the rest of the org is what it is without them). In the first
+    allow-listed channel: an active thread with messages before, exactly at and just before the window's
+    edges (and exactly at its end), a thread archived inside the window, one archived after the window
+    closed (its messages are inside), one created mid-week and a private thread the bot cannot read; an
+    allow-listed forum channel ``ideas`` (type 15) with three posts and their replies (one post archived);
+    a thread under the not allow-listed channel. With ``now``, what happens later has not happened.
+    """
+    guild = org.guild
+    w = org.week_start
+    e = w + 7 * D
+    humans = [u for u in org.discord_users if not u.bot]
+    h = lambda i: humans[i % len(humans)]  # noqa: E731
+    main = guild.channels[0]
+    forum = Channel(make_snowflake(to_ms(datetime(2016, 3, 3, 13, tzinfo=UTC)), 0, 0, 0), guild.id, "ideas",
+                    len(guild.channels), guild.category_id, allow_listed=True, topic="ideas forum", type=GUILD_FORUM)
+    guild.channels.append(forum)
+    scenario: dict[str, str] = {}
+    happened = lambda t: now is None or t <= now  # noqa: E731
+
+    def thread(parent: Channel, owner: DiscordUser, at: datetime, name: str, archived_at: datetime | None = None,
+               **kw: object) -> Thread | None:
+        if not happened(at):
+            return None
+        archived = archived_at if archived_at is not None and happened(archived_at) else None
+        made = org.add_thread(parent.id, owner.id, at, name, archived_at=archived, content=f"{name}: first post", **kw)
+        if parent.type == GUILD_FORUM and "forum_post_starter" not in scenario:
+            scenario["forum_post_starter"] = f"discord:message:{guild.id}:{made.id}:{made.id}"
+        return made
+
+    def say(where: Thread | None, author: DiscordUser, at: datetime, content: str, name: str | None = None) -> None:
+        if where is None or not happened(at):
+            return
+        message = org.add_message(where.id, author.id, at, content)
+        if name:
+            scenario[name] = f"discord:message:{guild.id}:{where.id}:{message.id}"
+
+    edges = thread(main, h(0), w - D, "release-planning")
+    say(edges, h(0), w - H, "kick-off before the window", "thread_message_before_window")
+    say(edges, h(1), w, "exactly at the window start", "thread_message_at_start")
+    say(edges, h(2), w + 2 * D, "still going", "thread_active_message")
+    say(edges, h(3), e - timedelta(milliseconds=1), "one millisecond before the end", "thread_message_just_before_end")
+    say(edges, h(1), e, "exactly at the window end", "thread_message_at_end")
+    done = thread(main, h(1), w + D, "bug-triage", archived_at=w + 3 * D)
+    say(done, h(1), w + D + 10 * timedelta(minutes=1), "triage starts")
+    say(done, h(2), w + D + 2 * H, "fixed, archiving", "thread_archived_message")
+    late = thread(main, h(2), w + 4 * D, "retro", archived_at=e + 2 * D)
+    say(late, h(2), w + 4 * D + H, "retro notes", "thread_archived_after_window_message")
+    say(late, h(4), w + 5 * D, "+1")
+    midweek = thread(main, h(3), w + 3 * D + 12 * H, "midweek-sync")
+    say(midweek, h(3), w + 3 * D + 13 * H, "sync notes", "thread_created_midweek_message")
+    secret = thread(main, h(0), w + 2 * D, "maintainers-only", private=True, readable=False)
+    say(secret, h(0), w + 2 * D + H, "private planning", "private_thread_message")
+    post = thread(forum, h(4), w + D + 3 * H, "dark mode?")
+    say(post, h(5), w + D + 4 * H, "yes please", "forum_post_reply")
+    say(post, h(6), w + 2 * D, "seconded")
+    closed_post = thread(forum, h(5), w + 2 * D + 5 * H, "plugin api", archived_at=w + 5 * D)
+    say(closed_post, h(0), w + 2 * D + 6 * H, "let's do it", "forum_post_archived_reply")
+    thread(forum, h(6), w + 5 * D, "weekly showcase")
+    outside = [c for c in guild.channels if c.readable and not c.allow_listed and c.type != GUILD_FORUM]
+    if outside:
+        off = thread(outside[0], h(1), w + D, "memes")
+        say(off, h(2), w + D + H, "not an allow-listed channel's thread", "thread_under_unlisted_channel_message")
     return scenario

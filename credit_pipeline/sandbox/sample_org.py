@@ -19,7 +19,7 @@ from datetime import datetime, timedelta, timezone
 
 from credit_pipeline.sandbox.model import GitHubUser, Issue, PullRequest, Repo, Review
 from credit_pipeline.sandbox.org import IdCounters, SampleOrg
-from credit_pipeline.sandbox.sample_discord import discord_messages, discord_world
+from credit_pipeline.sandbox.sample_discord import discord_messages, discord_threads, discord_world
 from credit_pipeline.sandbox.sample_gaming import github_gaming, link_fixes
 
 UTC = timezone.utc
@@ -93,6 +93,7 @@ def generate_org(
     org: str = "acme",
     now: datetime | None = None,
     gaming: bool = True,
+    threads: bool = False,
 ) -> SampleOrg:
     """Build a deterministic sample org.
 
@@ -105,7 +106,8 @@ def generate_org(
     ``now`` is the clock: nothing happens after it (items created later do not exist, merges, closes,
     reviews and edits after it have not happened yet). The same seed gives the same items up to ``now``.
     ``gaming`` adds the first week's gaming of ``sample_gaming`` (self-reviews, a spammer, ...); it leaves
-    every other account's activity as it is without it.
+    every other account's activity as it is without it. ``threads`` (opt-in) adds the first week's threads
+    and an allow-listed forum channel (``sample_discord.discord_threads``); without it nothing changes.
     """
     week_start = week_start.astimezone(UTC)
     if week_start.weekday() != 0 or week_start.time() != datetime.min.time():
@@ -147,12 +149,15 @@ def generate_org(
         kept = {m.id for channel in guild.channels for m in channel.messages}
         discord_scenario = {name: ref for name, ref in discord_scenario.items() if _message_id(ref) in kept}
     scenario.update(discord_scenario)
-    return SampleOrg(
+    sample = SampleOrg(
         seed=seed, week_start=week_start, weeks=weeks, org_login=org, org_id=9_919_919,
         repos=repo_list, github_users=[*humans, renamed, deleted, *bots], viewer=humans[0],
         guild=guild, discord_users=discord_users, bot_user=bot_user, application_id=app_id,
         ids=ids, scenario=scenario,
     )
+    if threads:  # after everything else, drawing nothing from the random stream
+        sample.scenario.update(discord_threads(sample, now))
+    return sample
 
 
 def _github_users(count: int, week_start: datetime) -> tuple[list[GitHubUser], GitHubUser, GitHubUser, list[GitHubUser]]:
