@@ -1,7 +1,7 @@
 """Benchmark: API requests, time and throughput of collecting one large week through both adapters.
 
 A generated week with >= 2,000 merged PRs and >= 6,000 reviews over 10 repos and >= 50,000 Discord
-messages over 10 allow-listed channels is served by the sandbox; the real PyGithub and discord.py
+messages over 10 allow-listed channels (with the sample's threads and forum posts) is served by the sandbox; the real PyGithub and discord.py
 clients collect it into a real PostgreSQL ledger. For every stream and ref the table shows the requests
 used beside the floor, ``ceil(items / 100)``, where items are the facts in the window, doubled for PRs and
 issues (each listing page of them is followed by one GraphQL query for what the REST list form lacks: sizes,
@@ -55,7 +55,7 @@ def main() -> int:
 
     t0 = time.perf_counter()
     org = generate_org(seed=2026, weeks=1, repos=10, prs_per_repo=int(400 * args.scale), reviews_per_pr=3,
-                       issues_per_repo=int(60 * args.scale), channels=11, messages_per_channel=int(9400 * args.scale))
+                       issues_per_repo=int(60 * args.scale), channels=11, messages_per_channel=int(9400 * args.scale), threads=True)
     window = org.windows[0]
     key = window[0].date().isoformat()
     truth = org.ground_truth(*window)
@@ -87,6 +87,14 @@ def main() -> int:
                     # PRs and issues: a listing page and the GraphQL details query of that page per 100 items
                     per_page = 2 if ref.stream in ("pull_requests", "issues") else 1
                     rows.append((str(ref), items, used, per_page * math.ceil(items / 100)))
+                for parent, seen in sorted(getattr(source, "thread_report", {}).items()):
+                    # a thread: one request per 100 of its messages, the page that proves it ends; its parent's listings
+                    for thread, count in sorted(seen["messages"].items()):
+                        used = source.telemetry.by_stream.get(f"discord:messages:{thread}", 0)
+                        rows.append((f"discord:messages:{thread} (thread of {parent})", count, used, max(1, math.ceil(count / 100))))
+                listings = {k: v for k, v in source.telemetry.by_stream.items() if k.startswith("discord:threads:")}
+                for ref, used in sorted(listings.items()):
+                    rows.append((f"{ref} (thread listings)", 0, used, 1))
                 assert len(log) >= source.telemetry.requests, "the sandbox saw fewer requests than the adapter counted"
                 totals[name] = (report.new, report.requests, len(log), elapsed, report.waited_seconds)
             missing = set(truth) - {e["event_id"] for e in store.events_between(*window)}

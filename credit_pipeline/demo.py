@@ -127,7 +127,7 @@ def prepare(say: Say, *, now: datetime | None = None, github_port: int = 0, disc
     dagster_home = home / "dagster"
     write_instance_yaml(dagster_home, dagster_url)
     week = last_closed_week(now)
-    org = generate_org(seed=7, week_start=week, weeks=1, now=now)  # nothing after the clock
+    org = generate_org(seed=7, week_start=week, weeks=1, now=now, threads=True)  # nothing after the clock
     sandbox = start_sandbox(org, github_port=github_port, discord_port=discord_port,
                             github_token=DEMO_GITHUB_TOKEN, discord_token=DEMO_DISCORD_TOKEN)
     say(f"sandbox: GitHub {sandbox.github_url}, Discord {sandbox.discord_api_url} ({org.stats()['merged_pulls']} merged PRs, "

@@ -77,6 +77,9 @@ class GithubSection(_Strict):
 class DiscordSection(_Strict):
     guild_id: Snowflake
     channels: list[Snowflake] = Field(default_factory=list)
+    # The threads (and forum posts) under the allow-listed channels count; false turns them off. Absent (None)
+    # means on, and is left out of the canonical document, so a policy written before the key keeps its hash.
+    threads: StrictBool | None = None
 
 
 class SourcesSection(_Strict):
@@ -227,6 +230,9 @@ class Policy(_Strict):
         for optional in ("rules", "payout"):
             if document.get(optional) is None:
                 document.pop(optional, None)
+        discord = (document.get("sources") or {}).get("discord")
+        if isinstance(discord, dict) and discord.get("threads") is None:
+            discord.pop("threads", None)
         return document
 
     @property

@@ -11,6 +11,7 @@ from credit_pipeline.core.canonical import canonical_hash
 from credit_pipeline.core.epochs import epoch_key
 from credit_pipeline.defs.resources import DiscordResource, GitHubResource, LedgerResource, PolicyResource
 from credit_pipeline.sources.base import SourceError
+from credit_pipeline.stages.collect import source_cursors
 from credit_pipeline.stages.sources_config import configured_sources
 
 
@@ -55,7 +56,7 @@ def build_cursor_sensor(raw_assets: dict[str, dg.AssetsDefinition]) -> dg.Sensor
         for name in configured_sources(rules):
             try:
                 source = github.source(rules) if name == "github" else discord.source(rules)
-                probes = source.probe({ref: store.get_cursor(ref.source, ref.stream, ref.ref) for ref in source.streams()})
+                probes = source.probe(source_cursors(store, source))
             except SourceError as exc:
                 problems.append(f"{name}: {exc}")
                 continue

@@ -66,6 +66,17 @@ def materialize_collection(context: dg.AssetExecutionContext, ledger: LedgerReso
         "streams": markdown_table(streams, ["stream", "pages", "new", "seen", "quarantined", "cursor"]),
         "quarantined": dg.MetadataValue.int(report.quarantined),
     }
+    if report.threads:  # Discord: the conversation under each allow-listed channel, thread by thread
+        parents = [{"parent_channel": parent, "threads": r["threads"], "messages": sum(r["messages"].values()),
+                    "busiest_thread": max(r["messages"], key=r["messages"].get, default=""),
+                    "unreadable_threads": ", ".join(r["unreadable"]) or ""} for parent, r in sorted(report.threads.items())]
+        metadata.update(ints(threads_seen=sum(r["threads"] for r in report.threads.values()),
+                             thread_messages_read=sum(p["messages"] for p in parents),
+                             threads_unreadable=sum(len(r["unreadable"]) for r in report.threads.values())))
+        metadata["threads"] = markdown_table(parents, ["parent_channel", "threads", "messages", "busiest_thread", "unreadable_threads"])
+        for r in report.threads.values():
+            for thread in r["unreadable"]:
+                context.log.warning(f"thread {thread}: the bot may not read it (403); its messages are not collected")
     if report.quarantined:
         shas = [sha for v in report.streams.values() for sha in v.quarantined]
         items = [{"stream": f"{q['source']}:{q['stream']}:{q['source_ref']}", "item": q["item_key"] or "(id unreadable)",

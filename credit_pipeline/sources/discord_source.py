@@ -8,6 +8,16 @@ end. discord.py waits out 429s (with ``Via`` and ``retry_after``) and retries so
 503) with tenacity. Snowflakes are compared as integers, never as strings.
 
 Cursor (per channel): ``{"last_id": "<snowflake>"}``, the newest message stored.
+
+Threads (``sources.discord.threads``, on by default): the messages of every thread whose parent is an
+allow-listed channel (text, announcement or forum) are collected too, each thread a stream of its own
+with its own cursor (``discord:messages:<thread id>``, as Discord's ``channel_id`` of its messages is the
+thread's). A pass finds them with one request for the guild's active threads and, per allow-listed
+channel, the pages of its archived public threads, newest archive first, until they were archived before
+the window began. A thread message's stored payload carries ``in_thread`` (the thread's id, parent and
+type), which the message itself does not say; the allow-list is applied on the parent. A forum channel
+has no messages of its own (Discord answers 50024), only its posts, which are threads. A thread the bot
+may not read (a private one it is not in: 403) is reported in the pass's notes and ``thread_report``.
 """
 
 from __future__ import annotations
@@ -40,13 +50,14 @@ from credit_pipeline.sources.base import (
     Window,
 )
 from credit_pipeline.sources.fields import field, iso
-from credit_pipeline.sources.parsing import DerivedColumns, discord_message_columns, discord_message_id
+from credit_pipeline.sources.parsing import IN_THREAD, DerivedColumns, discord_message_columns, discord_message_id
 
 PRODUCER = "credit_pipeline.sources.discord"
 PRODUCER_VERSION = "1"
 DEFAULT_API_URL = "https://discord.com/api/v10"
 PAGE = 100
 CONVERSATION_TYPES = (0, 19)  # Discord DEFAULT and REPLY: the messages that carry text someone typed
+GUILD_FORUM = 15  # a channel whose posts are threads; it has no messages of its own
 # A body cut short (a proxy that lost the tail) reaches us as a JSONDecodeError from discord.py's reader.
 TRANSIENT = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError, discord.DiscordServerError, json.JSONDecodeError,
              UnicodeDecodeError)
@@ -66,6 +77,23 @@ def _lenient_json(text: str) -> Any:
 _strict_from_json = getattr(discord.utils._from_json, "strict", discord.utils._from_json)
 _lenient_json.strict = _strict_from_json  # type: ignore[attr-defined]
 discord.utils._from_json = _lenient_json
+
+
+class ThreadUnreadable(SourceError):
+    """A thread under an allow-listed channel that the bot may not read (403): reported, its messages not collected."""
+
+
+class ForumChannel(SourceError):
+    """Messages asked of a forum channel (Discord 50024): a forum has none of its own, only posts (threads)."""
+
+
+def _archived_at(thread: dict[str, Any]) -> datetime:
+    """When a thread was archived (its ``thread_metadata.archive_timestamp``); an unreadable value sorts as long ago."""
+    raw = (thread.get("thread_metadata") or {}).get("archive_timestamp")
+    try:
+        return datetime.fromisoformat(str(raw).replace("Z", "+00:00")).astimezone(UTC)
+    except ValueError:
+        return datetime.min.replace(tzinfo=UTC)
 
 
 class _WaitRecorder(logging.Handler):
@@ -88,7 +116,7 @@ class DiscordSource:
     name = "discord"
 
     def __init__(self, token: str | None, guild_id: str, channels: list[str], *, api_url: str | None = None,
-                 max_wait: float = 900.0, attempts: int = 5):
+                 max_wait: float = 900.0, attempts: int = 5, threads: bool = True):
         if not token:
             raise SourceAuthError("DISCORD_BOT_TOKEN is not set: create a bot in the Discord developer portal, invite it to the "
                                   "guild with View Channel and Read Message History, and export its token")
@@ -98,9 +126,13 @@ class DiscordSource:
         self.api_url = (api_url or DEFAULT_API_URL).rstrip("/")
         self.max_wait = max_wait
         self.attempts = attempts
+        self.threads = threads
         self.telemetry = Telemetry()
+        self.thread_report: dict[str, dict[str, Any]] = {}  # parent channel -> threads seen, messages per thread, unreadable
+        self._forums: set[str] = set()  # allow-listed forum channels: no messages of their own, only posts (threads)
 
     def streams(self) -> list[StreamRef]:
+        """The allow-listed channels; the threads under them are streams too, found at each pass (``collect``)."""
         return [StreamRef("discord", "messages", c) for c in self.channels]
 
     # -- protocol --------------------------------------------------------------
@@ -108,55 +140,131 @@ class DiscordSource:
     def collect(self, window: Window, cursors: Mapping[StreamRef, dict[str, Any] | None], *, full: bool) -> Iterator[Page]:
         first_id = time_snowflake(window[0]) - 1  # discord's "after" is exclusive: include a message exactly at start
         end_id = time_snowflake(window[1])  # the lowest snowflake at the end instant: ids below it are in the window
+        self.thread_report = {}
         with _Session(self) as session:
-            session.check_channels()
+            self._forums = session.check_channels()
             for ref in self.streams():
-                self.telemetry.current = str(ref)
-                stored = int((cursors.get(ref) or {}).get("last_id") or 0)
-                after = first_id if full else max(first_id, stored)
-                seen_content, read_messages = False, 0
-                while True:
-                    raw = session.messages(ref.ref, after=after)
-                    parsed, quarantined = [], []
-                    for m in raw:
-                        try:
-                            parsed.append(self._parse(ref, m))
-                        except UNREADABLE as exc:  # set aside with the reason; the channel moves on
-                            quarantined.append(QuarantinedItem.of(m, str(exc) if isinstance(exc, MalformedItem) else f"{type(exc).__name__}: {exc}",
-                                                                  self._key(ref, m)))
-                    messages = sorted(parsed, key=lambda item: item[0])
-                    inside = [(mid, columns, m) for mid, columns, m in messages if mid < end_id]
-                    events = [self._event(columns, m) for _, columns, m in inside]
-                    # System messages (joins, pins, boosts) have empty content whatever the intent: judge by conversation.
-                    said = [m for _, _, m in inside if m.get("type", 0) in CONVERSATION_TYPES]
-                    seen_content = seen_content or any(m.get("content") for m in said)
-                    read_messages += len(said)
-                    if inside:
-                        after = inside[-1][0]
-                    last = len(raw) < PAGE or len(inside) < len(messages)
-                    position = max(stored, after if inside else stored)
-                    yield Page(ref, events, {"last_id": str(position)} if position else {}, last=last, quarantined=tuple(quarantined))
-                    if last:
-                        break
-                if read_messages and not seen_content:  # judged only on what this pass read (a quiet channel says nothing)
-                    self.telemetry.notes.append(
-                        f"channel {ref.ref}: every message came back with empty content: the bot's privileged Message "
-                        "Content intent is probably off (counting still works; enable it in the developer portal to keep text)")
+                if ref.ref in self._forums:
+                    continue  # a forum has no messages of its own (Discord: 50024); its posts are threads
+                yield from self._stream_pages(session, ref, cursors, full, first_id, end_id)
+            if self.threads:
+                for thread in self._threads_in(session, window):
+                    ref = StreamRef("discord", "messages", thread["id"])
+                    seen = self.thread_report.setdefault(thread["parent_id"], {"threads": 0, "messages": {}, "unreadable": []})
+                    seen["threads"] += 1
+                    try:
+                        for page in self._stream_pages(session, ref, cursors, full, first_id, end_id, thread=thread):
+                            seen["messages"][thread["id"]] = seen["messages"].get(thread["id"], 0) + len(page.events)
+                            yield page
+                    except ThreadUnreadable as exc:
+                        seen["unreadable"].append(thread["id"])
+                        self.telemetry.notes.append(str(exc))
+        self.telemetry.current = "(other)"
+
+    def _threads_in(self, session: _Session, window: Window) -> list[dict[str, Any]]:
+        """The threads under the allow-listed channels that can hold messages of the window: the guild's active
+        threads (one request) and each channel's archived public threads, newest archive first, until they were
+        archived before the window began (an archived thread gets no messages; posting unarchives it). A
+        thread created after the window ends has none either. Each is ``{"id", "parent_id", "type", "name"}``."""
+        allowed, end_id = set(self.channels), time_snowflake(window[1])
+        found: dict[str, dict[str, Any]] = {}
+
+        def keep(t: Any) -> None:
+            if not isinstance(t, dict) or str(t.get("parent_id")) not in allowed or not str(t.get("id", "")).isdigit():
+                return
+            if int(t["id"]) >= end_id:
+                return
+            found.setdefault(str(t["id"]), {"id": str(t["id"]), "parent_id": str(t["parent_id"]), "type": t.get("type"),
+                                            "name": t.get("name")})
+
+        self.telemetry.current = f"discord:threads:{self.guild_id}"
+        for t in session.active_threads(self.guild_id):
+            keep(t)
+        for channel in self.channels:
+            self.telemetry.current = f"discord:threads:{channel}"
+            before: str | None = None
+            while True:
+                threads, more = session.archived_threads(channel, before)
+                for t in threads:
+                    if _archived_at(t) >= window[0]:
+                        keep(t)
+                if not more or not threads or _archived_at(threads[-1]) < window[0]:
+                    break
+                before = (threads[-1].get("thread_metadata") or {}).get("archive_timestamp")
+        return [found[k] for k in sorted(found, key=int)]
+
+    def _stream_pages(self, session: _Session, ref: StreamRef, cursors: Mapping[StreamRef, dict[str, Any] | None], full: bool,
+                      first_id: int, end_id: int, *, thread: dict[str, Any] | None = None) -> Iterator[Page]:
+        """One channel's or thread's messages from its cursor to the window's end, a page per request."""
+        self.telemetry.current = str(ref)
+        stored = int((cursors.get(ref) or {}).get("last_id") or 0)
+        after = first_id if full else max(first_id, stored)
+        seen_content, read_messages = False, 0
+        while True:
+            raw = session.messages(ref.ref, after=after, thread=thread is not None)
+            if thread is not None:  # what the message alone does not say: the thread it is in, and its parent
+                raw = [{**m, IN_THREAD: {k: thread[k] for k in ("id", "parent_id", "type")}} if isinstance(m, dict) else m
+                       for m in raw]
+            parsed, quarantined = [], []
+            for m in raw:
+                try:
+                    parsed.append(self._parse(ref, m))
+                except UNREADABLE as exc:  # set aside with the reason; the channel moves on
+                    quarantined.append(QuarantinedItem.of(m, str(exc) if isinstance(exc, MalformedItem) else f"{type(exc).__name__}: {exc}",
+                                                          self._key(ref, m)))
+            messages = sorted(parsed, key=lambda item: item[0])
+            inside = [(mid, columns, m) for mid, columns, m in messages if mid < end_id]
+            events = [self._event(columns, m) for _, columns, m in inside]
+            # System messages (joins, pins, boosts) have empty content whatever the intent: judge by conversation.
+            said = [m for _, _, m in inside if m.get("type", 0) in CONVERSATION_TYPES]
+            seen_content = seen_content or any(m.get("content") for m in said)
+            read_messages += len(said)
+            if inside:
+                after = inside[-1][0]
+            last = len(raw) < PAGE or len(inside) < len(messages)
+            # A thread's cursor also moves over a window it said nothing in, so the probe does not take its older
+            # messages for new ones (a channel's stays where its last message is).
+            position = max(stored, after if inside or thread is not None else stored)
+            yield Page(ref, events, {"last_id": str(position)} if position else {}, last=last, quarantined=tuple(quarantined))
+            if last:
+                break
+        if read_messages and not seen_content:  # judged only on what this pass read (a quiet channel says nothing)
+            self.telemetry.notes.append(
+                f"channel {ref.ref}: every message came back with empty content: the bot's privileged Message "
+                "Content intent is probably off (counting still works; enable it in the developer portal to keep text)")
 
     def probe(self, cursors: Mapping[StreamRef, dict[str, Any] | None]) -> list[Probe]:
+        """One request per allow-listed channel (its newest message after the cursor) and, for threads, one for the
+        guild's active threads: a thread gets a message only while active, and lists its ``last_message_id``."""
         probes = []
         with _Session(self) as session:
             for ref in self.streams():
                 self.telemetry.current = str(ref)
                 last = int((cursors.get(ref) or {}).get("last_id") or 0)
+                if ref.ref in self._forums:
+                    continue  # known from a pass: a forum's posts are threads, probed below
+                try:
+                    newer = session.messages(ref.ref, after=last or None, limit=1, forum_ok=True)
+                except ForumChannel:
+                    self._forums.add(ref.ref)
+                    continue
                 if last:
-                    newer = session.messages(ref.ref, after=last, limit=1)
                     head = str(int(field(newer[0], "id", f"{ref}: a message"))) if newer else str(last)
                 else:
-                    newest = session.messages(ref.ref, limit=1)
-                    head = str(int(field(newest[0], "id", f"{ref}: a message"))) if newest else None
-                    newer = newest
+                    head = str(int(field(newer[0], "id", f"{ref}: a message"))) if newer else None
                 probes.append(Probe(ref, bool(newer), head, f"new message {head}" if newer else f"nothing after {last or 'the start'}"))
+            if self.threads:
+                self.telemetry.current = f"discord:threads:{self.guild_id}"
+                allowed = set(self.channels)
+                for t in session.active_threads(self.guild_id):
+                    if not isinstance(t, dict) or str(t.get("parent_id")) not in allowed or not str(t.get("id", "")).isdigit():
+                        continue
+                    ref = StreamRef("discord", "messages", str(t["id"]))
+                    last = int((cursors.get(ref) or {}).get("last_id") or 0)
+                    head = str(t.get("last_message_id") or "") or None
+                    newer = head is not None and head.isdigit() and int(head) > last
+                    probes.append(Probe(ref, newer, head, f"thread {t['id']} under {t['parent_id']}: "
+                                                         + (f"new message {head}" if newer else f"nothing after {last or 'the start'}")))
         return probes
 
     incomplete_totals: frozenset[StreamRef] = frozenset()  # no totals at all, so none partial
@@ -209,26 +317,56 @@ class _Session:
             self.loop.run_until_complete(self.http.close())
         self.loop.close()
 
-    def check_channels(self) -> None:
-        """One request: every allow-listed channel must be a channel of the guild."""
+    def check_channels(self) -> set[str]:
+        """One request: every allow-listed channel must be a channel of the guild; returns the forum channels."""
         listed = self._run(lambda: self.http.get_all_guild_channels(self.source.guild_id), f"list channels of guild {self.source.guild_id}")
-        known = {str(c.get("id")) for c in listed}
+        known = {str(c.get("id")): c for c in listed if isinstance(c, dict)}
         missing = [c for c in self.source.channels if c not in known]
         if missing:
             raise SourceError(f"channel(s) {', '.join(missing)} in the policy's allow-list are not channels of guild "
                               f"{self.source.guild_id} (or the bot cannot see them): fix sources.discord.channels")
+        return {c for c in self.source.channels if known[c].get("type") == GUILD_FORUM}
 
-    def messages(self, channel_id: str, *, after: int | None = None, limit: int = PAGE) -> list[dict[str, Any]]:
-        data = self._run(lambda: self.http.logs_from(channel_id, limit, after=after), f"read messages of channel {channel_id}")
+    def messages(self, channel_id: str, *, after: int | None = None, limit: int = PAGE, thread: bool = False,
+                 forum_ok: bool = False) -> list[dict[str, Any]]:
+        what = f"read messages of {'thread' if thread else 'channel'} {channel_id}"
+        try:
+            data = self._run(lambda: self.http.logs_from(channel_id, limit, after=after), what,
+                             forbidden=ThreadUnreadable if thread else None)
+        except ForumChannel:
+            if forum_ok:
+                raise
+            raise SourceError(f"channel {channel_id} is a forum: it has no messages of its own, only posts (threads)") from None
+        except ThreadUnreadable:
+            raise ThreadUnreadable(f"thread {channel_id}: the bot may not read it (403; a private thread the bot is not in): "
+                                   "its messages are not collected; add the bot to the thread to count them") from None
         if not isinstance(data, list):
             raise MalformedItem(f"discord:messages:{channel_id}: expected a list of messages, got {type(data).__name__}")
         return data
 
-    def _run(self, call: Callable[[], Awaitable[Any]], what: str) -> Any:
-        """Run one API call to completion; ``call`` builds a fresh request for each attempt."""
-        return self.loop.run_until_complete(self._retrying(call, what))
+    def active_threads(self, guild_id: str) -> list[Any]:
+        """The guild's active threads the bot can see (one request, no paging: Discord lists them all)."""
+        data = self._run(lambda: self.http.get_active_threads(guild_id), f"list the active threads of guild {guild_id}")
+        threads = data.get("threads") if isinstance(data, dict) else None
+        if not isinstance(threads, list):
+            raise MalformedItem(f"discord:threads:{guild_id}: expected {{'threads': [...]}}, got {type(data).__name__}")
+        return threads
 
-    async def _retrying(self, call: Callable[[], Awaitable[Any]], what: str) -> Any:
+    def archived_threads(self, channel_id: str, before: str | None) -> tuple[list[dict[str, Any]], bool]:
+        """A page of a channel's archived public threads, newest archive first, and whether there are more."""
+        data = self._run(lambda: self.http.get_public_archived_threads(channel_id, before=before, limit=PAGE),
+                         f"list the archived threads of channel {channel_id}")
+        threads = data.get("threads") if isinstance(data, dict) else None
+        if not isinstance(threads, list):
+            raise MalformedItem(f"discord:threads:{channel_id}: expected {{'threads': [...], 'has_more'}}, got {type(data).__name__}")
+        return [t for t in threads if isinstance(t, dict)], bool(data.get("has_more"))
+
+    def _run(self, call: Callable[[], Awaitable[Any]], what: str, *, forbidden: type[Exception] | None = None) -> Any:
+        """Run one API call to completion; ``call`` builds a fresh request for each attempt. ``forbidden`` is raised
+        for a 403 instead of the error that names the bot's permissions (a thread the bot may not read)."""
+        return self.loop.run_until_complete(self._retrying(call, what, forbidden))
+
+    async def _retrying(self, call: Callable[[], Awaitable[Any]], what: str, forbidden: type[Exception] | None = None) -> Any:
         telemetry = self.source.telemetry
         try:
             async for attempt in AsyncRetrying(stop=stop_after_attempt(self.source.attempts), wait=wait_exponential(multiplier=1, max=8),
@@ -240,6 +378,8 @@ class _Session:
         except discord.LoginFailure:
             raise SourceAuthError("Discord rejected DISCORD_BOT_TOKEN (401 Unauthorized): set it to the bot's token from the developer portal") from None
         except discord.Forbidden as exc:
+            if forbidden is not None:
+                raise forbidden(what) from None
             raise SourceAuthError(f"DISCORD_BOT_TOKEN may not {what} (403: {exc.text}): give the bot View Channel and "
                                   "Read Message History on it") from None
         except discord.NotFound:
@@ -249,6 +389,8 @@ class _Session:
             raise RateLimitTooLong(f"Discord asks us to wait {exc.retry_after:.0f} s to {what}, more than the configured maximum; "
                                    f"retry after {iso(retry_at)} (every full page so far is committed)", retry_at) from None
         except discord.HTTPException as exc:
+            if exc.status == 400 and exc.code == 50024:  # "Cannot execute action on this channel type": a forum's messages
+                raise ForumChannel(what) from None
             if exc.status == 401:
                 raise SourceAuthError(f"Discord rejected DISCORD_BOT_TOKEN (401) while trying to {what}") from None
             raise SourceError(f"Discord answered {exc.status} when trying to {what}: {exc.text}") from None

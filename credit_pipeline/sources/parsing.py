@@ -191,8 +191,22 @@ def discord_message_id(channel_id: str, message: dict[str, Any]) -> int:
     return int(raw_id)
 
 
+# The key under which the collector stores, beside a thread's message, what the message does not say: the thread
+# it is in (``id``, ``parent_id``, ``type``). Discord's own ``thread`` key means another thing (the thread a
+# message started), so this one is named apart.
+IN_THREAD = "in_thread"
+
+
+def thread_parent(message: dict[str, Any]) -> str | None:
+    """The parent channel of the thread a stored message is in, or None for a channel's own message."""
+    thread = message.get(IN_THREAD)
+    parent = thread.get("parent_id") if isinstance(thread, dict) else None
+    return str(parent) if parent is not None and str(parent).isdigit() else None
+
+
 def discord_message_columns(guild_id: str, channel_id: str, message: dict[str, Any]) -> DerivedColumns:
-    """A REST message: credited to its author at the time its snowflake encodes (Discord's own clock)."""
+    """A REST message: credited to its author at the time its snowflake encodes (Discord's own clock). A thread's
+    message (``channel_id`` the thread's) also records the thread's parent channel."""
     ref = f"discord:messages:{channel_id}"
     message_id = discord_message_id(channel_id, message)
     author = field(message, "author", f"{ref} message {message['id']}")
@@ -202,7 +216,9 @@ def discord_message_columns(guild_id: str, channel_id: str, message: dict[str, A
         event_id=discord_message_event_id(guild_id, channel_id, message_id), source="discord", event_type="message_sent",
         platform_user_id=str(int(author["id"])), platform_login=author.get("global_name") or author.get("username"),
         is_bot=bool(author.get("bot")), artifact_url=f"https://discord.com/channels/{guild_id}/{channel_id}/{message_id}",
-        event_time=snowflake_time(message_id), metadata={"guild_id": guild_id, "channel_id": channel_id},
+        event_time=snowflake_time(message_id),
+        metadata={"guild_id": guild_id, "channel_id": channel_id,
+                  **({"parent_channel_id": thread_parent(message)} if thread_parent(message) else {})},
     )
 
 
@@ -401,8 +417,10 @@ def event_facts(event_id: str, payload: dict[str, Any]) -> dict[str, Any]:
     if kind == "discord:message":
         words = message_text(payload.get("content"))
         kind_value = payload.get("type")
+        # A thread counts as part of its parent channel for the per-channel rules (dedupe, daily cap): spreading
+        # messages over threads does not multiply a cap.
         return {"type": kind_value if isinstance(kind_value, int) and not isinstance(kind_value, bool) else None,
-                "length": len(words), "channel_id": parts[1],
+                "length": len(words), "channel_id": thread_parent(payload) or parts[1],
                 "content_sha256": hashlib.sha256(words.casefold().encode("utf-8", "surrogatepass")).hexdigest()}
     return {}
 

@@ -18,7 +18,7 @@ from credit_pipeline.core.completeness import is_short
 from credit_pipeline.core.epochs import epoch_key, window_for_key
 from credit_pipeline.core.statement import iso_utc
 from credit_pipeline.ledger.store import CursorAdvance, LedgerStore, PageWrite
-from credit_pipeline.sources.base import Page, Source, SourceError
+from credit_pipeline.sources.base import Page, Source, SourceError, StreamRef
 
 class FutureEpoch(SourceError):
     """Collection of a week that has not begun (refused: nothing is written, no cursor moves)."""
@@ -47,6 +47,8 @@ class CollectReport:
     notes: list[str] = field(default_factory=list)
     late_events: list[str] = field(default_factory=list)
     completeness: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Discord: per allow-listed parent channel, the threads seen, messages read per thread, and threads it may not read
+    threads: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def new(self) -> int:
@@ -73,6 +75,13 @@ class CollectReport:
 ProgressCallback = Callable[[Page, PageWrite, CollectReport], None]
 
 
+def source_cursors(store: LedgerStore, source: Source) -> dict[StreamRef, dict[str, Any] | None]:
+    """Every stored cursor of the source (streams found at collection, such as Discord threads, have them too),
+    and None for its configured streams that have none yet."""
+    stored = {StreamRef(c["source"], c["stream"], c["source_ref"]): c["position"] for c in store.list_cursors(source.name)}
+    return {**stored, **{ref: stored.get(ref) for ref in source.streams()}}
+
+
 def collect_epoch(store: LedgerStore, source: Source, key: str, *, now: datetime, full: bool | None = None,
                   on_page: ProgressCallback | None = None) -> CollectReport:
     """Collect ``source`` for epoch ``key``; ``full`` defaults to whether the window has closed."""
@@ -85,7 +94,7 @@ def collect_epoch(store: LedgerStore, source: Source, key: str, *, now: datetime
     full = closed if full is None else full
     store.ensure_epoch(key)
     report = CollectReport(epoch_key=key, source=source.name, full=full)
-    cursors = {ref: store.get_cursor(ref.source, ref.stream, ref.ref) for ref in source.streams()}
+    cursors = source_cursors(store, source)
     new_ids: list[str] = []
     try:
         for page in source.collect((start, end), cursors, full=full):
@@ -107,6 +116,7 @@ def collect_epoch(store: LedgerStore, source: Source, key: str, *, now: datetime
         report.requests = source.telemetry.requests
         report.waits = [(w.seconds, w.reason) for w in source.telemetry.waits]
         report.notes = list(source.telemetry.notes)
+        report.threads = dict(getattr(source, "thread_report", None) or {})
     return report
 
 

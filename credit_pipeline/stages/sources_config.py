@@ -37,5 +37,6 @@ def build_source(name: str, policy: Policy, env: dict[str, str] | None = None, *
         if policy.sources.discord is None:
             raise SourceError("the policy has no sources.discord section; add guild_id and channels to collect")
         cfg = policy.sources.discord
+        options.setdefault("threads", cfg.threads is not False)
         return DiscordSource(env.get("DISCORD_BOT_TOKEN"), cfg.guild_id, cfg.channels, api_url=env.get("DISCORD_API_URL"), **options)
     raise SourceError(f"unknown source {name!r}: use github or discord")

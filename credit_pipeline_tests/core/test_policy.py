@@ -148,3 +148,15 @@ def test_policy_hash_of_hashes_the_pinned_document_as_stored():
 def test_sample_policy_shipped_with_the_project_is_valid():
     path = Path(__file__).resolve().parents[2] / "policy.yaml"
     assert parse_policy(path.read_text(), str(path)).version >= 1
+
+
+def test_discord_threads_is_optional_true_or_false_and_absent_keeps_the_hash():
+    from credit_pipeline.core.policy import PolicyError, validate_policy
+
+    base = parse_policy(SPEC_POLICY).canonical()
+    assert "threads" not in base["sources"]["discord"]
+    off = {**base, "sources": {**base["sources"], "discord": {**base["sources"]["discord"], "threads": False}}}
+    assert validate_policy(off).sources.discord.threads is False and validate_policy(off).policy_hash != parse_policy(SPEC_POLICY).policy_hash
+    bad = {**base, "sources": {**base["sources"], "discord": {**base["sources"]["discord"], "threads": "yes"}}}
+    with pytest.raises(PolicyError, match="sources.discord.threads"):
+        validate_policy(bad)

@@ -42,7 +42,7 @@ def instance(dagster_db_url: str, tmp_path) -> Iterator[dg.DagsterInstance]:
 
 @pytest.fixture
 def org():
-    return generate_org(seed=5, prs_per_repo=40, reviews_per_pr=2, issues_per_repo=16, messages_per_channel=150)
+    return generate_org(seed=5, prs_per_repo=40, reviews_per_pr=2, issues_per_repo=16, messages_per_channel=150, threads=True)
 
 
 @pytest.fixture

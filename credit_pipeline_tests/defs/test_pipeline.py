@@ -207,7 +207,8 @@ def test_sensor_skips_when_nothing_is_new_and_requests_once_when_something_is(de
     assert quiet.run_requests == [] and "nothing new" in quiet.skip_message
     streams = len(org.policy_sources()["github"]["repos"]) * 3 + len(org.policy_sources()["discord"]["channels"])
     probes = [r for r in sandbox.log.records() if not r.path.endswith("/users/@me")]
-    assert len(probes) == streams  # one request per stream (plus Discord's login)
+    # one request per stream (plus Discord's login), and one for the guild's active threads, whatever their number
+    assert len(probes) == streams + 1 and sum(1 for r in probes if r.path.endswith("/threads/active")) == 1
     channel = org.allow_listed_channels[0]
     org.add_message(channel.id, org.discord_users[0].id, datetime.now(UTC) - timedelta(minutes=1))
     tick = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, repository_def=repo, resources=defs.resources, cursor=quiet.cursor))

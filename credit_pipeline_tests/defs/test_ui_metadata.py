@@ -252,3 +252,18 @@ def test_under_a_policy_with_rules_the_ui_shows_what_each_rule_decided(instance,
     compared = meta["without_rules"].value
     assert "without its `rules` section" in compared and "credits_with_rules" in compared and "credits_without_rules" in compared
     assert compared.count("\n|") >= 2  # a header and at least one recipient the rules changed
+
+
+def test_raw_discord_activity_shows_the_threads_under_each_allow_listed_channel(defs, instance, org):
+    """Threads and forum posts: how many threads each allow-listed channel has and the messages read in them."""
+    key = org.windows[0][0].date().isoformat()
+    result = run_week(defs, instance, key, ["raw_discord_activity"])
+    assert result.success, failure_message(result)
+    meta = latest_materialization(instance, "raw_discord_activity", key).metadata
+    truth = org.ground_truth(*org.windows[0], source="discord")
+    in_threads = [x for x in truth.values() if x.parent_channel_id]
+    assert in_threads, "the sample org has thread messages"
+    assert meta["thread_messages_read"].value == len(in_threads)
+    assert meta["threads_seen"].value >= len({x.channel_id for x in in_threads})
+    table = meta["threads"].value
+    assert "parent_channel" in table and all(x.parent_channel_id in table for x in in_threads)
