@@ -74,6 +74,9 @@ def materialize_collection(context: dg.AssetExecutionContext, ledger: LedgerReso
                              thread_messages_read=sum(p["messages"] for p in parents),
                              threads_unreadable=sum(len(r["unreadable"]) for r in report.threads.values())))
         metadata["threads"] = markdown_table(parents, ["parent_channel", "threads", "messages", "busiest_thread", "unreadable_threads"])
+        per_thread = sorted(({"thread": t, "parent_channel": parent, "messages": n} for parent, r in report.threads.items()
+                             for t, n in r["messages"].items()), key=lambda row: (-row["messages"], row["thread"]))
+        metadata["thread_messages"] = markdown_table(per_thread, ["thread", "parent_channel", "messages"], limit=25)
         for r in report.threads.values():
             for thread in r["unreadable"]:
                 context.log.warning(f"thread {thread}: the bot may not read it (403); its messages are not collected")

@@ -144,8 +144,11 @@ class DiscordSource:
         with _Session(self) as session:
             self._forums = session.check_channels()
             for ref in self.streams():
-                if ref.ref in self._forums:
-                    continue  # a forum has no messages of its own (Discord: 50024); its posts are threads
+                if ref.ref in self._forums:  # a forum has no messages of its own (Discord: 50024); its posts are threads
+                    if not self.threads:
+                        self.telemetry.notes.append(f"channel {ref.ref} is a forum: its posts are threads, and sources.discord.threads "
+                                                    "is false, so nothing of it is collected")
+                    continue
                 yield from self._stream_pages(session, ref, cursors, full, first_id, end_id)
             if self.threads:
                 for thread in self._threads_in(session, window):

@@ -267,3 +267,5 @@ def test_raw_discord_activity_shows_the_threads_under_each_allow_listed_channel(
     assert meta["threads_seen"].value >= len({x.channel_id for x in in_threads})
     table = meta["threads"].value
     assert "parent_channel" in table and all(x.parent_channel_id in table for x in in_threads)
+    per_thread = meta["thread_messages"].value  # messages per thread, busiest first
+    assert all(x.channel_id in per_thread for x in in_threads)

@@ -92,7 +92,8 @@ def test_a_listed_thread_the_bot_may_not_read_is_reported_and_the_pass_goes_on(s
 
 
 def test_threads_false_collects_the_channels_only(store, sandbox, org):
-    collect(store, discord(sandbox, org, threads=False), org)
+    report = collect(store, discord(sandbox, org, threads=False), org)
+    assert any("is a forum: its posts are threads, and sources.discord.threads is false" in n for n in report.notes)
     stored, s = stored_view(store, window_of(org), "discord"), org.scenario
     assert s["thread_active_message"] not in stored and s["forum_post_starter"] not in stored
     assert stored  # the channels' own messages are there
@@ -150,3 +151,19 @@ def test_faults_on_thread_listings_and_thread_messages_change_nothing(store, san
     assert_ground_truth(store, sandbox, window_of(org), "discord")
     assert report.waits and report.new == len(sandbox.ground_truth(*window_of(org), source="discord"))
     assert all(rule.fired for rule in sandbox.faults.rules)
+
+
+def test_a_thread_that_appears_mid_week_is_seen_by_the_next_probe_and_collected(store, sandbox, org):
+    week = window_of(org, 1)
+    collect(store, discord(sandbox, org), org, 1, now=week[0] + timedelta(days=1), full=False)
+    source = discord(sandbox, org)
+    channel = int(org.policy_sources()["discord"]["channels"][0])
+    thread = org.add_thread(channel, "nelly", week[0] + timedelta(days=2), name="release planning")
+    message = org.add_message(thread.id, "mason", week[0] + timedelta(days=2, minutes=5), "let us cut the release on thursday")
+    hit = next(p for p in source.probe(source_cursors(store, source)) if p.stream.ref == str(thread.id))
+    assert hit.has_new and hit.head == str(message.id)
+    collect(store, discord(sandbox, org), org, 1, now=week[0] + timedelta(days=2, hours=1), full=False)
+    event = store.get_event(f"discord:message:{org.guild.id}:{thread.id}:{message.id}")
+    assert event is not None and event["metadata"]["parent_channel_id"] == str(channel)
+    again = next(p for p in discord(sandbox, org).probe(source_cursors(store, source)) if p.stream.ref == str(thread.id))
+    assert not again.has_new  # its cursor now stands at the message
