@@ -51,6 +51,19 @@ class DiscordError(Exception):
         self.status, self.message, self.code, self.errors = status, message, code, errors
 
 
+def _limit(query: dict[str, str], *, low: int, high: int = 100, default: str = "50") -> int:
+    """A ``limit`` query parameter, refused as Discord refuses it (50035 form errors) outside ``low``..``high``."""
+    raw = query.get("limit", default)
+    if not raw.lstrip("-").isdigit():
+        raise _form_error("limit", "NUMBER_TYPE_COERCE", f'Value "{raw}" is not int.')
+    limit = int(raw)
+    if not low <= limit <= high:
+        code, bound = (("NUMBER_TYPE_MAX", f"less than or equal to {high}") if limit > high
+                       else ("NUMBER_TYPE_MIN", f"greater than or equal to {low}"))
+        raise _form_error("limit", code, f"int value should be {bound}.")
+    return limit
+
+
 def _form_error(field: str, code: str, message: str) -> DiscordError:
     return DiscordError(400, "Invalid Form Body", 50035, {field: {"_errors": [{"code": code, "message": message}]}})
 
@@ -225,14 +238,7 @@ class DiscordApp(App):
         if isinstance(parent, Thread):
             raise DiscordError(400, "Cannot execute action on this channel type", 50024)
         query = request.query
-        raw_limit = query.get("limit", "50")
-        if not raw_limit.lstrip("-").isdigit():
-            raise _form_error("limit", "NUMBER_TYPE_COERCE", f'Value "{raw_limit}" is not int.')
-        limit = int(raw_limit)
-        if not 2 <= limit <= 100:
-            code, bound = ("NUMBER_TYPE_MAX", "less than or equal to 100") if limit > 100 else (
-                "NUMBER_TYPE_MIN", "greater than or equal to 2")
-            raise _form_error("limit", code, f"int value should be {bound}.")
+        limit = _limit(query, low=2)
         before = None
         if query.get("before") is not None:
             try:
@@ -276,14 +282,7 @@ class DiscordApp(App):
         if isinstance(channel, Channel) and channel.type == GUILD_FORUM:
             raise DiscordError(400, "Cannot execute action on this channel type", 50024)
         query = request.query
-        raw_limit = query.get("limit", "50")
-        if not raw_limit.lstrip("-").isdigit():
-            raise _form_error("limit", "NUMBER_TYPE_COERCE", f'Value "{raw_limit}" is not int.')
-        limit = int(raw_limit)
-        if not 1 <= limit <= 100:
-            code, bound = ("NUMBER_TYPE_MAX", "less than or equal to 100") if limit > 100 else (
-                "NUMBER_TYPE_MIN", "greater than or equal to 1")
-            raise _form_error("limit", code, f"int value should be {bound}.")
+        limit = _limit(query, low=1)
         ids, items = channel.message_ids, channel.messages
         around, before, after = (self._snowflake(query, k) for k in ("around", "before", "after"))
         if around is not None:

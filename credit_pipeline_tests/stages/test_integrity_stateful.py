@@ -194,13 +194,22 @@ class AdminSequences(RuleBasedStateMachine):
             assert not payouts or sum(p["amount_credits"] for p in payouts) == row["pool_total"]
 
 
+def run_sequences(server_url: str, template: str, policy, *, share: int = 1) -> None:
+    """Run the machine under ``policy`` for CP_STATEFUL_EXAMPLES // share examples (30 by default)."""
+    AdminSequences.server_url, AdminSequences.template = server_url, template
+    AdminSequences.written.clear()
+    AdminSequences.policy = policy
+    try:
+        run_state_machine_as_test(AdminSequences, settings=settings(max_examples=int(os.environ.get("CP_STATEFUL_EXAMPLES", 30)) // share,
+                                                                    stateful_step_count=25, deadline=None,
+                                                                    suppress_health_check=list(HealthCheck)))
+    finally:
+        AdminSequences.policy = POLICY
+
+
 @pytest.mark.slow
 def test_random_admin_sequences_keep_the_chain_verifiable(pg_server_url, template_db):
-    AdminSequences.server_url, AdminSequences.template = pg_server_url, template_db
-    AdminSequences.written.clear()
-    run_state_machine_as_test(AdminSequences, settings=settings(max_examples=int(os.environ.get("CP_STATEFUL_EXAMPLES", 30)),
-                                                                stateful_step_count=25, deadline=None,
-                                                                suppress_health_check=list(HealthCheck)))
+    run_sequences(pg_server_url, template_db, POLICY)
     print(f"statement revisions written: {dict(AdminSequences.written)}")
     assert AdminSequences.written[1] > 0, "no sequence reached a finalized statement: the property was never exercised"
 
@@ -214,19 +223,10 @@ RULES_POLICY = validate_policy({**POLICY.canonical(), "rules": {
 @pytest.mark.slow
 def test_random_admin_sequences_under_a_policy_with_rules_keep_the_chain_verifiable(pg_server_url, template_db):
     """The same chain when the policy's rules decide events (labels, dedupe, caps): decisions re-derive everywhere."""
-    AdminSequences.server_url, AdminSequences.template = pg_server_url, template_db
-    AdminSequences.written.clear()
-    AdminSequences.policy = RULES_POLICY
     AdminSequences.stopped = 0
-    try:
-        run_state_machine_as_test(AdminSequences, settings=settings(max_examples=int(os.environ.get("CP_STATEFUL_EXAMPLES", 30)) // 2,
-                                                                    stateful_step_count=25, deadline=None,
-                                                                    suppress_health_check=list(HealthCheck)))
-    finally:
-        AdminSequences.policy = POLICY
+    run_sequences(pg_server_url, template_db, RULES_POLICY, share=2)
     assert AdminSequences.written[1] > 0, "no sequence reached a finalized statement: the property was never exercised"
     assert AdminSequences.stopped > 0, "no statement carried an event a rule stopped: the rules were never exercised"
-
 
 
 PAYING_POLICY = validate_policy({**POLICY.canonical(), "payout": {
@@ -237,15 +237,7 @@ PAYING_POLICY = validate_policy({**POLICY.canonical(), "payout": {
 def test_random_admin_sequences_with_payout_wallets_keep_the_chain_verifiable(pg_server_url, template_db):
     """With a payout token, wallets bound, forged, revoked and merged between finalizations: every revision pays the
     wallets its identity log prefix proves, and verifies (Merkle root and proofs included) from the ledger and offline."""
-    AdminSequences.server_url, AdminSequences.template = pg_server_url, template_db
-    AdminSequences.written.clear()
-    AdminSequences.policy = PAYING_POLICY
     AdminSequences.paid_wallets = 0
-    try:
-        run_state_machine_as_test(AdminSequences, settings=settings(max_examples=int(os.environ.get("CP_STATEFUL_EXAMPLES", 30)) // 2,
-                                                                    stateful_step_count=25, deadline=None,
-                                                                    suppress_health_check=list(HealthCheck)))
-    finally:
-        AdminSequences.policy = POLICY
+    run_sequences(pg_server_url, template_db, PAYING_POLICY, share=2)
     assert AdminSequences.written[1] > 0, "no sequence reached a finalized statement: the property was never exercised"
     assert AdminSequences.paid_wallets > 0, "no statement paid a wallet: the distribution was never exercised"
