@@ -33,8 +33,8 @@ from credit_pipeline.stages.collect import EVENT_TYPE_OF_STREAM, collect_epoch
 from credit_pipeline.stages.sources_config import build_source
 
 
-def temp_database(server_url: str) -> tuple[str, callable]:
-    name = f"cp_bench_{os.getpid()}"
+def temp_database(server_url: str, suffix: str = "") -> tuple[str, callable]:
+    name = f"cp_bench_{os.getpid()}{suffix}"
     admin = sa.create_engine(with_database(server_url, "postgres"), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')

@@ -15,7 +15,7 @@ from datetime import date
 from typing import Annotated, Any, Literal
 
 from eth_utils import to_checksum_address
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, ValidationError, field_validator, model_validator
 
 from credit_pipeline.core.canonical import canonical_hash
 from credit_pipeline.core.events import EVENT_TYPES
@@ -25,6 +25,10 @@ WEIGHT_KEY = re.compile(r"^(github|discord):[a-z][a-z_]*$")
 REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 GITHUB_STREAMS = ("pull_requests", "reviews", "issues")
+ORGANIZATION = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
+# Exclusions are ``-repo:`` qualifiers in every search query; GitHub's search takes a handful of those (to keep
+# more out, name the repos to keep in ``repos`` instead: those are split over several queries).
+MAX_EXCLUDED_REPOS = 20
 POOL_COMPONENTS = ("base_issuance", "kpi_bonus", "top_up")
 # Bounds that keep every value storable: a week's summed weights must fit PostgreSQL bigint
 # (10**6 events * 10**12 milli-units < 2**63), and pool amounts numeric(78, 0) after payouts
@@ -72,6 +76,26 @@ class GithubSection(_Strict):
     repos: list[Annotated[str, Field(pattern=REPO.pattern)]] = Field(default_factory=list)
     streams: list[Literal["pull_requests", "reviews", "issues"]] = Field(default_factory=lambda: list(GITHUB_STREAMS))
     issue_credit: Literal["author", "closer"] = "author"
+    # Every repo of an organization, collected through GitHub's search (cost follows events, not repos);
+    # ``repos`` then narrows it and ``exclude_repos`` drops some. Both absent (None) keep a policy's hash.
+    organization: Annotated[str, Field(pattern=ORGANIZATION.pattern)] | None = None
+    exclude_repos: Annotated[list[Annotated[str, Field(pattern=REPO.pattern)]], Field(max_length=MAX_EXCLUDED_REPOS)] | None = None
+
+    @model_validator(mode="after")
+    def _scope(self) -> GithubSection:
+        if self.exclude_repos is not None and self.organization is None:
+            raise ValueError("exclude_repos narrows an organization: set organization, or list only the repos to collect in repos")
+        if self.organization is not None:
+            owner = self.organization.lower()
+            for key, names in (("repos", self.repos), ("exclude_repos", self.exclude_repos or [])):
+                outside = [r for r in names if r.split("/", 1)[0].lower() != owner]
+                if outside:
+                    raise ValueError(f"{key} lists {excerpt(outside[0])}, which is not a repo of organization "
+                                     f"{self.organization}; list only {self.organization}/... repos there")
+            both = sorted({r.lower() for r in self.repos} & {r.lower() for r in self.exclude_repos or []})
+            if both:
+                raise ValueError(f"{both[0]} is in both repos and exclude_repos; keep it in one of them")
+        return self
 
 
 class DiscordSection(_Strict):
@@ -233,6 +257,10 @@ class Policy(_Strict):
         discord = (document.get("sources") or {}).get("discord")
         if isinstance(discord, dict) and discord.get("threads") is None:
             discord.pop("threads", None)
+        github = (document.get("sources") or {}).get("github")
+        for optional in ("organization", "exclude_repos"):
+            if isinstance(github, dict) and github.get(optional) is None:
+                github.pop(optional, None)
         return document
 
     @property

@@ -96,8 +96,8 @@ def build_collection_assets(partitions: dg.PartitionsDefinition) -> list[dg.Asse
 
     @dg.asset(kinds={"github", "postgres"}, check_specs=[_check_spec("raw_github_activity", partitions)], **common)
     def raw_github_activity(context: dg.AssetExecutionContext, ledger: LedgerResource, policy: PolicyResource, github: GitHubResource) -> dg.MaterializeResult:
-        """Merged PRs, submitted reviews and closed issues of the policy's repos in this week, as raw facts
-        (append-only, with their API payloads), collected with PyGithub. The open week is collected
+        """Merged PRs, submitted reviews and closed issues of the policy's repos (or its whole organization, through
+        GitHub's search) in this week, as raw facts (append-only, with their API payloads), collected with PyGithub. The open week is collected
         incrementally from the stored cursors; a closed week is read in full and checked for completeness."""
         rules = policy.load()
         return materialize_collection(context, ledger, github.source(rules) if rules.sources.github else None, "github")

@@ -10,6 +10,7 @@ from credit_pipeline.sources.discord_source import DiscordSource
 from credit_pipeline.sources.github_source import DEFAULT_API_URL as GITHUB_DEFAULT_URL
 from credit_pipeline.sources.github_source import GitHubSource
 from credit_pipeline.stages.settings import load_policy
+from credit_pipeline.stages.sources_config import discord_source, github_source
 
 
 class LedgerResource(dg.ConfigurableResource):
@@ -40,8 +41,7 @@ class GitHubResource(dg.ConfigurableResource):
     def source(self, policy: Policy) -> GitHubSource:
         cfg = policy.sources.github
         assert cfg is not None
-        return GitHubSource(self.token, cfg.repos, api_url=self.api_url, streams=tuple(cfg.streams),
-                            issue_credit=cfg.issue_credit, max_wait=self.max_wait_seconds)
+        return github_source(cfg, self.token, self.api_url, max_wait=self.max_wait_seconds)
 
 
 class DiscordResource(dg.ConfigurableResource):
@@ -54,4 +54,4 @@ class DiscordResource(dg.ConfigurableResource):
     def source(self, policy: Policy) -> DiscordSource:
         cfg = policy.sources.discord
         assert cfg is not None
-        return DiscordSource(self.token, cfg.guild_id, cfg.channels, api_url=self.api_url, max_wait=self.max_wait_seconds)
+        return discord_source(cfg, self.token, self.api_url, max_wait=self.max_wait_seconds)

@@ -266,4 +266,59 @@ def build_root(ctx: GraphQLContext) -> dict[str, Any]:
     def rate_limit(info: Any, dryRun: bool = False) -> dict[str, Any]:  # noqa: N803
         return dict(ctx.rate)
 
-    return {"repository": repository, "rateLimit": rate_limit, "viewer": actor(ctx, ctx.viewer, None)}
+    return {"repository": repository, "rateLimit": rate_limit, "viewer": actor(ctx, ctx.viewer, None),
+            "search": lambda info, **args: search_connection(ctx, **args)}
+
+
+SEARCH_CAP = 1000  # GitHub serves at most the first 1,000 results of a search; issueCount is the whole count
+
+
+def _offset_cursor(offset: int) -> str:
+    return base64.b64encode(f"cursor:{offset}".encode()).decode()  # GitHub's search cursors: "cursor:N"
+
+
+def search_connection(ctx: GraphQLContext, query: str, type: str, first: int | None = None, last: int | None = None,  # noqa: A002
+                      after: str | None = None, before: str | None = None) -> dict[str, Any]:
+    """``search(query:, type: ISSUE)``: GitHub's issue search (``github_search``'s qualifiers, ``sort:`` in the
+    query; default order newest created first) over pull requests and issues; only the first 1,000 results can
+    be paged, ``issueCount`` counts them all. Other search types find nothing here."""
+    from credit_pipeline.sandbox.github_search import SearchError, search_items  # the search imports this module's org types
+
+    if type != "ISSUE":
+        found: list[Any] = []
+    else:
+        try:
+            found = search_items(ctx.org, query, None, None)
+        except SearchError as exc:
+            raise TypedError(f"Invalid search query: {exc}", "INVALID_SEARCH") from None
+    reachable = found[:SEARCH_CAP]
+    start = 0
+    if after:
+        try:
+            raw = base64.b64decode(after.encode(), validate=True).decode()
+            start = int(raw.removeprefix("cursor:")) if raw.startswith("cursor:") else int("x")
+        except (ValueError, UnicodeDecodeError):
+            raise TypedError("`after` does not appear to be a valid cursor.", "INVALID_CURSOR_ARGUMENTS") from None
+    end = len(reachable)
+    if before:
+        raw = base64.b64decode(before.encode()).decode()
+        end = min(end, int(raw.removeprefix("cursor:")) - 1)
+    positions = list(range(start, max(start, end)))
+    if first is not None:
+        positions = positions[:first]
+    if last is not None:
+        positions = positions[-last:] if last else []
+
+    def node(item: Any) -> dict[str, Any]:
+        repo = ctx.org.repo(item.repo)
+        return pull_node(ctx, repo, item) if isinstance(item, PullRequest) else issue_node(ctx, repo, item)
+
+    nodes = [node(reachable[i]) for i in positions]
+    return {
+        "issueCount": len(found), "repositoryCount": 0, "userCount": 0, "codeCount": 0, "discussionCount": 0, "wikiCount": 0,
+        "pageInfo": {"hasNextPage": bool(positions) and positions[-1] + 1 < len(reachable), "hasPreviousPage": start > 0,
+                     "startCursor": _offset_cursor(positions[0] + 1) if positions else None,
+                     "endCursor": _offset_cursor(positions[-1] + 1) if positions else None},
+        "nodes": nodes,
+        "edges": [{"cursor": _offset_cursor(i + 1), "node": n} for i, n in zip(positions, nodes)],
+    }

@@ -7,7 +7,7 @@ default resolver calls a callable value with ``(info, **args)``), so nothing is 
 Before execution a static pass enforces GitHub's connection rules (``first``/``last`` required,
 at most 100, not both; at most 500,000 nodes) and computes the rate-limit cost GitHub's way: one
 request per connection per parent node, summed, divided by 100, rounded, at least 1.
-Implemented data: ``repository(owner:, name:)`` with ``pullRequests``, ``pullRequest(number:)``,
+Implemented data: ``search(query:, type: ISSUE)`` (``github_connections.search_connection``), ``repository(owner:, name:)`` with ``pullRequests``, ``pullRequest(number:)``,
 ``issues``, ``issue(number:)``; PR ``reviews``; actors (``User`` / ``Bot``; deleted users are
 ``null``; Bot logins have no ``[bot]`` suffix); ``viewer``; ``rateLimit``. Other schema-valid fields
 resolve to null (and to an error where the schema says non-null).

@@ -3,7 +3,9 @@
 Supported qualifiers: ``repo:o/r`` (several = any of them), ``org:o`` / ``user:o``, ``is:pr`` /
 ``is:pull-request`` / ``type:pr``, ``is:issue`` / ``type:issue``, ``is:open`` / ``is:closed`` /
 ``state:open|closed``, ``is:merged`` / ``is:unmerged``, ``author:login`` and date qualifiers
-``merged:``, ``closed:``, ``created:``, ``updated:``; other words match the title.
+``merged:``, ``closed:``, ``created:``, ``updated:``; ``-repo:``, ``-org:`` exclude; ``sort:updated-desc``
+(``updated``/``created``, ``-asc``/``-desc``) orders as the ``sort``/``order`` parameters do and wins over
+them; other words match the title.
 
 Dates follow GitHub: a value is a date (``2026-02-16``, the whole UTC day) or a datetime
 (``2026-02-16T00:00:00Z`` / ``+00:00``, that second). ``A..B`` is INCLUSIVE at both ends (so
@@ -70,6 +72,12 @@ class SearchQuery:
     owners: list[str] = field(default_factory=list)
     kind: str | None = None  # "pr" | "issue"
     predicates: list[Callable[[Item], bool]] = field(default_factory=list)
+    not_repos: list[str] = field(default_factory=list)
+    not_owners: list[str] = field(default_factory=list)
+    sort: tuple[str, str] | None = None  # from a ``sort:FIELD[-asc|-desc]`` qualifier: (field, order)
+
+
+SORTS = {"updated", "created"}
 
 
 def _normalise(q: str) -> str:
@@ -88,7 +96,14 @@ def parse_query(q: str) -> SearchQuery:
     for token in tokens:
         key, sep, value = token.partition(":")
         key = key.lower()
-        if not sep:
+        if sep and key in ("-repo", "-org", "-user"):  # GitHub: a qualifier prefixed with - excludes its matches
+            (parsed.not_repos if key == "-repo" else parsed.not_owners).append(value.lower())
+        elif sep and key == "sort":
+            name, _, order = value.lower().partition("-")
+            if name not in SORTS or order not in ("", "asc", "desc"):
+                raise SearchError(f"unsupported sort qualifier {token!r} (sort:updated-desc, sort:created-asc, ...)")
+            parsed.sort = (name, order or "desc")
+        elif not sep:
             word = token.lower()
             parsed.predicates.append(lambda item, w=word: w in item.title.lower())
         elif key == "repo":
@@ -123,11 +138,15 @@ def search_items(org: SampleOrg, q: str, sort: str | None, order: str | None) ->
     query = parse_query(q)
     if sort not in (None, "", "created", "updated", "best-match"):
         raise SearchError(f"unsupported sort {sort!r}")
+    if query.sort:  # a sort: qualifier in the query wins over the parameters, as on GitHub
+        sort, order = query.sort
     found: list[Item] = []
     for repo in org.repos:
         if query.repos and repo.full_name.lower() not in query.repos:
             continue
         if query.owners and repo.owner.lower() not in query.owners:
+            continue
+        if repo.full_name.lower() in query.not_repos or repo.owner.lower() in query.not_owners:
             continue
         pools: list[list[Item]] = []
         if query.kind in (None, "pr"):

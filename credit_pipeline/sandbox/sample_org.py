@@ -271,11 +271,14 @@ def _github_until(repo: Repo, now: datetime) -> None:
         if (pr.merged_at or pr.closed_at or now) > now:
             pr.merged_at = pr.closed_at = pr.merged_by = pr.merge_commit_sha = None
         pr.reviews = [r for r in pr.reviews if (r.submitted_at or r.created_at) <= now]
-        pr.updated_at = min(pr.updated_at, now)
+        if pr.updated_at > now:  # last touched by what had happened by then (not all at ``now``, as a clamp would say)
+            pr.updated_at = max([pr.created_at, *(t for t in (pr.merged_at, pr.closed_at) if t),
+                                 *((r.submitted_at or r.created_at) for r in pr.reviews)])
     for issue in repo.issues:
         if issue.closed_at and issue.closed_at > now:
             issue.closed_at = issue.closed_by = issue.state_reason = None
-        issue.updated_at = min(issue.updated_at, now)
+        if issue.updated_at > now:
+            issue.updated_at = max(t for t in (issue.created_at, issue.closed_at) if t)
 
 
 def _happened(ref: object, now: datetime) -> bool:

@@ -71,19 +71,42 @@ class DerivedColumns:
 # -- GitHub ---------------------------------------------------------------------------------------
 
 
+def is_graphql_node(item: dict[str, Any]) -> bool:
+    """A pull request or issue node from GraphQL (the organization search) rather than a REST item: GraphQL
+    names its fields in camelCase (``mergedAt``, ``closedAt``), REST in snake_case."""
+    return "mergedAt" in item or "closedAt" in item
+
+
+def node_account(author: Any, what: str) -> Account:
+    """The author of a GraphQL pull request or issue node, named as REST names it: GraphQL drops a bot's
+    ``[bot]`` suffix (``dependabot``), REST keeps it (``dependabot[bot]``), and the policy's ``exclude`` and
+    every earlier PR and issue event use REST's name. (Review events keep GraphQL's own name, as they always have.)"""
+    user_id, login, is_bot = graphql_account(author, what)
+    if isinstance(author, dict) and author.get("__typename") == "Bot" and login and not str(login).endswith("[bot]"):
+        login = f"{login}[bot]"
+    return user_id, login, is_bot
+
+
+def node_repo(item: dict[str, Any], what: str) -> str:
+    """The ``owner/name`` a GraphQL search node says it belongs to."""
+    return str(field(field(item, "repository", what), "nameWithOwner", f"{what}.repository"))
+
+
 def github_pull_columns(repo: str, item: dict[str, Any], what: str) -> DerivedColumns | None:
-    """A REST pull request (list item): credited to its author at ``merged_at``; None when closed without merging."""
+    """A pull request, REST list item or GraphQL node: credited to its author when merged; None when closed
+    without merging (or still open)."""
     number = integer(item, "number", what)
-    merged_at = timestamp(item, "merged_at", what, optional=True)
+    graphql = is_graphql_node(item)
+    merged_at = timestamp(item, "mergedAt" if graphql else "merged_at", what, optional=True)
     if merged_at is None:
         return None
-    user_id, login, is_bot = rest_account(field(item, "user", what), what)
-    return DerivedColumns(github_pr_event_id(repo, number), "github", "pr_merged", user_id, login, is_bot, item.get("html_url"),
-                          merged_at, {"repo": repo, "number": item["number"], "title": item.get("title")})
+    user_id, login, is_bot = node_account(item.get("author"), what) if graphql else rest_account(field(item, "user", what), what)
+    return DerivedColumns(github_pr_event_id(repo, number), "github", "pr_merged", user_id, login, is_bot,
+                          item.get("url" if graphql else "html_url"), merged_at, {"repo": repo, "number": item["number"], "title": item.get("title")})
 
 
 def github_issue_columns(repo: str, item: dict[str, Any], what: str, issue_credit: str = "author") -> DerivedColumns | None:
-    """A REST issue (list item) closed at ``closed_at``, credited to its author or, by policy, its closer.
+    """An issue (REST list item or GraphQL node) closed at its close time, credited to its author or, by policy, its closer.
 
     None for a PR (the issues endpoint lists PRs too) or an issue not closed. The
     closer is credited only when GitHub names one; otherwise the author is, and the
@@ -92,16 +115,17 @@ def github_issue_columns(repo: str, item: dict[str, Any], what: str, issue_credi
     number = integer(item, "number", what)
     if is_pull_request(item):
         return None
-    closed_at = timestamp(item, "closed_at", what, optional=True)
+    graphql = is_graphql_node(item)
+    closed_at = timestamp(item, "closedAt" if graphql else "closed_at", what, optional=True)
     if closed_at is None:
         return None
-    author = rest_account(field(item, "user", what), what)
+    author = node_account(item.get("author"), what) if graphql else rest_account(field(item, "user", what), what)
     closer = issue_closer(item, what)
     user_id, login, is_bot = closer if issue_credit == "closer" and closer[0] else author
     meta = {"repo": repo, "number": item["number"], "title": item.get("title"), "author_id": author[0], "closer_id": closer[0],
             "closer_login": closer[1], "credited": issue_credit}
-    return DerivedColumns(github_issue_event_id(repo, number), "github", "issue_closed", user_id, login, is_bot, item.get("html_url"),
-                          closed_at, meta)
+    return DerivedColumns(github_issue_event_id(repo, number), "github", "issue_closed", user_id, login, is_bot,
+                          item.get("url" if graphql else "html_url"), closed_at, meta)
 
 
 # The key under which the collector stores, beside a REST list item, the GraphQL node of what the list form
@@ -118,11 +142,12 @@ def details(item: dict[str, Any]) -> dict[str, Any]:
 
 def issue_closer(item: dict[str, Any], what: str) -> Account:
     """Who closed an issue: REST's ``closed_by`` where the payload has one (the single-issue form), else the
-    actor of the issue's last ``ClosedEvent`` from its GraphQL details (GitHub's list items carry no closer);
+    actor of the issue's last ``ClosedEvent`` (in a GraphQL node, or the GraphQL details stored beside a REST list
+    item: GitHub's list items carry no closer);
     (None, None, False) when neither says."""
     if item.get("closed_by"):
         return rest_account(item["closed_by"], what)
-    nodes = _dig(details(item), "timelineItems", "nodes")
+    nodes = _dig(item if "timelineItems" in item else details(item), "timelineItems", "nodes")
     if isinstance(nodes, list) and nodes and isinstance(nodes[-1], dict) and "actor" in nodes[-1]:
         return graphql_account(nodes[-1]["actor"], f"{what} ClosedEvent.actor")
     return None, None, False
@@ -279,6 +304,7 @@ def _split_event_id(event_id: str) -> tuple[str, list[str]]:
 def _pull(event_id: str, parts: list[str], payload: dict[str, Any], issue_credit: str) -> DerivedColumns:
     repo = parts[0]
     _names(event_id, repo, _dig(payload, "base", "repo", "full_name"), "base.repo.full_name")
+    _names(event_id, repo, _dig(payload, "repository", "nameWithOwner"), "repository.nameWithOwner")
     columns = github_pull_columns(repo, payload, event_id)
     if columns is None:
         raise MalformedItem(f"{event_id}: field 'merged_at' is null: the payload is a pull request closed without merging")
@@ -288,6 +314,7 @@ def _pull(event_id: str, parts: list[str], payload: dict[str, Any], issue_credit
 def _issue(event_id: str, parts: list[str], payload: dict[str, Any], issue_credit: str) -> DerivedColumns:
     repo = parts[0]
     _names(event_id, repo, _repo_in_url(payload.get("repository_url"), after="/repos/"), "repository_url")
+    _names(event_id, repo, _dig(payload, "repository", "nameWithOwner"), "repository.nameWithOwner")
     columns = github_issue_columns(repo, payload, event_id, issue_credit)
     if columns is None:
         reason = "field 'closed_at' is null: the issue is not closed"
@@ -400,9 +427,11 @@ def event_facts(event_id: str, payload: dict[str, Any]) -> dict[str, Any]:
         return {"state": review.get("state") if isinstance(review, dict) else None, "pr": f"{parts[0]}#{int(parts[1])}",
                 "pr_author_id": None if pr_author is None or str(pr_author) == GITHUB_GHOST_ID else str(pr_author)}
     if kind == "github:issue":
+        graphql = is_graphql_node(payload)
+
         def account(user: Any) -> list[Any] | None:
             try:
-                user_id, login, is_bot = rest_account(user, event_id)
+                user_id, login, is_bot = node_account(user, event_id) if graphql else rest_account(user, event_id)
             except MalformedItem:
                 return None
             return None if user_id is None else [user_id, login, is_bot]
@@ -412,8 +441,10 @@ def event_facts(event_id: str, payload: dict[str, Any]) -> dict[str, Any]:
             except MalformedItem:
                 return None
             return None if user_id is None else [user_id, login, is_bot]
-        return {"state_reason": payload.get("state_reason"), "issue": f"{parts[0]}#{int(parts[1])}",
-                "author": account(payload.get("user")), "closer": closer()}
+        # GraphQL's stateReason is the REST state_reason in upper case (COMPLETED, NOT_PLANNED, DUPLICATE).
+        reason = payload.get("stateReason") if graphql else payload.get("state_reason")
+        return {"state_reason": reason.lower() if graphql and isinstance(reason, str) else reason, "issue": f"{parts[0]}#{int(parts[1])}",
+                "author": account(payload.get("author" if graphql else "user")), "closer": closer()}
     if kind == "discord:message":
         words = message_text(payload.get("content"))
         kind_value = payload.get("type")

@@ -144,8 +144,10 @@ def check_completeness(store: LedgerStore, source: Source, key: str, now: dateti
     shas = [sha for stats in (report.streams.values() if report else ()) for sha in stats.quarantined]
     unresolved = Counter(f"{q['source']}:{q['stream']}:{q['source_ref']}" for q in store.unresolved_quarantined(shas))
     result: dict[str, dict[str, Any]] = {}
+    stored_count = getattr(source, "stored_count", None)  # a stream over many repos (GitHub organization search)
     for ref in source.streams():
-        count = stored.get((EVENT_TYPE_OF_STREAM[ref.stream], ref.ref), 0)
+        kind = EVENT_TYPE_OF_STREAM[ref.stream]
+        count = stored_count(ref, stored, kind) if stored_count else stored.get((kind, ref.ref), 0)
         total = totals.get(ref)
         result[str(ref)] = {"stored": count, "source": total, "shortfall": max(0, total - count) if total is not None else 0,
                             "checked_at": iso_utc(now), "method": "search total" if total is not None else "cursor chain (source has no count)"}
