@@ -65,6 +65,8 @@ def build_allocation_asset(partitions: dg.PartitionsDefinition, upstream: dg.Ass
                 "credits_basis": _credits_basis(state, sum(r["final"] for r in rows)),
                 "epoch_status": state.status,
                 "entered_review": report.entered_review,
+                # a delta pass: the curation, identity log and policy of the last pass, so nothing was recomputed or written
+                "proposals_unchanged": report.unchanged,
                 "review_blocked_by": "; ".join(report.review_blocked) or "nothing",
                 "allocation_set_hash": state.allocation_set_hash,
                 "revision": state.revision,

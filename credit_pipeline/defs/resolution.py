@@ -27,7 +27,9 @@ def build_resolution_asset(partitions: dg.PartitionsDefinition, upstream: list[d
         the identity bindings, or kept as a claimant ``provider:external_id`` when unbound. Admin curation
         (exclusions, weight overrides, notes) is never touched. Runs again on every pass while the epoch is
         not finalized, so a binding added later resolves earlier activity; new facts for an epoch already in
-        review are reported as late, not curated."""
+        review are reported as late, not curated. A pass whose inputs (facts, identity log, policy, curation)
+        are those of the last one writes nothing (``pass_mode`` unchanged); one that finds only new facts
+        resolves only those."""
         store = ledger.store()
         rules = policy.load()
         key = context.partition_key
@@ -41,6 +43,10 @@ def build_resolution_asset(partitions: dg.PartitionsDefinition, upstream: list[d
                        resolved_events=report.resolved, unresolved_events=report.unresolved_events,
                        unresolved_accounts=len(report.unresolved), late_events=len(report.late_events)),
                 "epoch_status": report.status,
+                # a delta pass: "unchanged" (the inputs of the last pass: nothing read again or written), "new facts"
+                # (only those resolved) or "full"
+                "pass_mode": report.mode,
+                **ints(events_resolved_this_pass=report.processed),
                 "by_resolution": dg.MetadataValue.json(report.by_resolution),
                 "unresolved_accounts_preview": markdown_table(unresolved, ["provider", "external_id", "login", "events", "weight"]),
             },

@@ -18,6 +18,7 @@ from credit_pipeline.ledger.facts import FactsStore
 from credit_pipeline.ledger.identity import IdentityStore
 from credit_pipeline.ledger.identity_log import IdentityLogStore
 from credit_pipeline.ledger.migrations import ensure_current
+from credit_pipeline.ledger.pass_marks import PassMarkStore
 from credit_pipeline.ledger.payout_rows import PayoutStore
 from credit_pipeline.ledger.records import (  # noqa: F401  (re-exported: callers import them from here)
     CurationProposal,
@@ -30,7 +31,7 @@ from credit_pipeline.ledger.records import (  # noqa: F401  (re-exported: caller
 )
 
 
-class LedgerStore(FactsStore, EpochStore, CurationStore, PayoutStore, IdentityStore, IdentityLogStore):
+class LedgerStore(FactsStore, EpochStore, CurationStore, PayoutStore, IdentityStore, IdentityLogStore, PassMarkStore):
     """Transactions over the ledger tables."""
 
     @classmethod

@@ -124,3 +124,11 @@ user_bindings = sa.Table(
     sa.Column("provider", sa.Text, primary_key=True), sa.Column("external_id", sa.Text, primary_key=True),
     sa.Column("user_id", sa.Text), sa.Column("identity_event_id", sa.BigInteger), sa.Column("bound_at", TZ),
 )
+
+# sql/0007: what the last resolution / allocation pass of an epoch read, and its summary (a cache; see
+# ledger/pass_marks.py).
+epoch_pass_marks = sa.Table(
+    "epoch_pass_marks", metadata,
+    sa.Column("epoch_key", sa.Date, primary_key=True), sa.Column("stage", sa.Text, primary_key=True),
+    sa.Column("mark", JSONB), sa.Column("summary", JSONB), sa.Column("recorded_at", TZ),
+)

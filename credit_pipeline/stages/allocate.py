@@ -23,7 +23,8 @@ from credit_pipeline.core.statement import corrected_allocations
 from credit_pipeline.ledger.store import EpochRecord, EpochStateError, LedgerStore
 from credit_pipeline.stages.decisions import algorithm_version, propose
 from credit_pipeline.stages.derive import allocation_drift, resolution_drift
-from credit_pipeline.stages.resolve import curated_event, effective_policy, effective_policy_hash
+from credit_pipeline.core.rules import FACTS_VERSION
+from credit_pipeline.stages.resolve import MARK_VERSION, curated_event, effective_policy, effective_policy_hash
 from credit_pipeline.stages.sources_config import policy_streams
 
 POOL_ALGORITHM = "policy-base-issuance-v1"
@@ -62,6 +63,7 @@ class AllocateReport:
     state: AllocationState
     entered_review: bool = False
     review_blocked: list[str] = field(default_factory=list)
+    unchanged: bool = False  # a delta pass that found the inputs of the last one: nothing recomputed or written
 
 
 @dataclass(frozen=True)
@@ -126,8 +128,11 @@ def curated_for_allocation(rows: list[dict[str, Any]]) -> list[CuratedEvent]:
     return [curated_event(r) for r in rows]
 
 
-def allocation_state(store: LedgerStore, key: str, policy: Policy) -> AllocationState:
-    """The epoch's next allocation set as stored, checked against the one derived from its rows."""
+def allocation_state(store: LedgerStore, key: str, policy: Policy, *, known_drift: list[str] | None = None) -> AllocationState:
+    """The epoch's next allocation set as stored, checked against the one derived from its rows.
+
+    ``known_drift`` is the drift an allocation pass found for the same inputs (its mark); approve and finalize
+    never pass it: they derive the allocation set again from the rows they read."""
     epoch = store.get_epoch(key)
     if epoch is None:
         raise EpochStateError(f"epoch {key} does not exist yet; collect and resolve its activity first")
@@ -143,8 +148,8 @@ def allocation_state(store: LedgerStore, key: str, policy: Policy) -> Allocation
     revision = latest + 1 if pending else latest
     supersedes = None if revision == 1 else statements[revision - 2]["statement_hash"]
     allocations = corrected_allocations(stored, corrections, revision)
-    drift: list[str] = []
-    if epoch.status != "finalized":
+    drift: list[str] = list(known_drift or [])
+    if epoch.status != "finalized" and known_drift is None:
         rows = store.curated_events(key)
         drift = resolution_drift(rows, store.bindings(), rules) + allocation_drift(rows, stored, rules)
     ahash = allocation_set_hash({a["recipient_id"]: a["final_units"] for a in allocations})
@@ -192,12 +197,23 @@ def allocate_epoch(store: LedgerStore, key: str, policy: Policy, now: datetime) 
     """
     entered = False
     blockers: list[str] = []
+    known_drift: list[str] | None = None
     with store.atomic():
         store.ensure_epoch(key)
         epoch = store.lock_epoch(key)  # every writer of the epoch's rows takes this first: no deadlock, no lost update
         rules = effective_policy(epoch, policy)
+        mark = None
         if epoch.status != "finalized":
-            store.upsert_allocations(key, propose(store.curated_events(key), rules), algorithm_version(rules))
+            # A delta pass: proposals are a function of the curation and the policy (under rules, of the whole
+            # epoch at once: daily caps, dedupe and caps span it), and the drift also of the identity log. When
+            # none of them changed since the last pass (its mark), nothing is written and its drift is reused.
+            mark = {"v": MARK_VERSION, "policy": rules.policy_hash, "algorithm": algorithm_version(rules), "facts_version": FACTS_VERSION,
+                    "identity": store.identity_head(), "curation": store.curation_digest(key)}
+            last, summary = store.pass_mark(key, "allocate") or ({}, None)
+            if last == mark and summary is not None:
+                known_drift = list(summary.get("drift", []))
+            else:
+                store.upsert_allocations(key, propose(store.curated_events(key), rules), algorithm_version(rules))
         if epoch.status == "open":
             blockers = review_blockers(epoch, now, [str(ref) for ref in policy_streams(rules)])
             if not blockers:
@@ -208,4 +224,7 @@ def allocate_epoch(store: LedgerStore, key: str, policy: Policy, now: datetime) 
             store.add_pool_component(key, "base_issuance", rules.pool.base_issuance, algorithm_version=POOL_ALGORITHM,
                                      inputs={"policy_hash": pinned_hash, "policy_version": rules.version},
                                      evidence_ref=f"policy:{pinned_hash}")
-    return AllocateReport(state=allocation_state(store, key, policy), entered_review=entered, review_blocked=blockers)
+        state = allocation_state(store, key, policy, known_drift=known_drift)
+        if mark is not None and known_drift is None:
+            store.record_pass_mark(key, "allocate", mark, {"drift": state.drift})
+    return AllocateReport(state=state, entered_review=entered, review_blocked=blockers, unchanged=known_drift is not None)

@@ -42,6 +42,21 @@ class ResolveReport:
     unresolved: list[UnresolvedAccount] = field(default_factory=list)
     resolved_weight: int = 0
     outside_window: int = 0
+    mode: str = "full"  # "unchanged" (nothing read or written), "new facts" (only those resolved) or "full"
+    processed: int = 0  # events resolved by this pass
+
+    def summary(self) -> dict:
+        """What a later pass with the same inputs returns without reading the epoch again (``from_summary``)."""
+        return {"events_in_window": self.events_in_window, "curated": self.curated, "late_events": self.late_events,
+                "by_resolution": self.by_resolution, "unresolved": [vars(u) for u in self.unresolved],
+                "resolved_weight": self.resolved_weight, "outside_window": self.outside_window}
+
+    @classmethod
+    def from_summary(cls, key: str, status: str, summary: dict) -> ResolveReport:
+        return cls(epoch_key=key, status=status, events_in_window=summary["events_in_window"], curated=summary["curated"],
+                   late_events=list(summary["late_events"]), by_resolution=dict(summary["by_resolution"]),
+                   unresolved=[UnresolvedAccount(**u) for u in summary["unresolved"]], resolved_weight=summary["resolved_weight"],
+                   outside_window=summary["outside_window"], mode="unchanged")
 
     @property
     def resolved(self) -> int:
@@ -89,10 +104,19 @@ def effective_policy_hash(epoch: EpochRecord, current: Policy | None) -> str:
     return epoch.policy_hash if epoch.policy_hash else effective_policy(epoch, current).policy_hash
 
 
+# Bump when a pass gives other outputs for the same inputs: every stored mark is then unequal, and the next
+# pass of each epoch is a full one.
+MARK_VERSION = 1
+
+
 def resolve_epoch(store: LedgerStore, key: str, policy: Policy, *, summarize: bool = True) -> ResolveReport:
     """Curate the window's events into epoch ``key`` with their current resolution.
 
-    ``summarize=False`` skips the counts for people (re-derivation after an admin write needs none).
+    A delta pass (``ledger.pass_marks``): when the window's facts, the identity log, the policy, the epoch's status
+    and the curation are what the last pass left, nothing is read or written and its summary is returned
+    (``mode`` "unchanged"); when only new facts came, only those are resolved ("new facts"); otherwise every event
+    of the window is ("full"). ``summarize=False`` skips the counts for people (re-derivation after an admin write
+    needs none).
     """
     with store.atomic():
         store.ensure_epoch(key)
@@ -101,14 +125,36 @@ def resolve_epoch(store: LedgerStore, key: str, policy: Policy, *, summarize: bo
         # status, curation and bindings it writes against.
         epoch = store.lock_epoch(key)
         report = ResolveReport(epoch_key=key, status=epoch.status)
-        events = store.events_between(epoch.start, epoch.end)
-        report.events_in_window = len(events)
-        already = {row["event_id"] for row in store.curated_events(key)}
-        report.late_events = sorted(e["event_id"] for e in events if e["event_id"] not in already) if epoch.status != "open" else []
-        if epoch.status != "finalized":
-            rules = effective_policy(epoch, policy)
+        if epoch.status == "finalized":
+            events = store.events_between(epoch.start, epoch.end)
+            report.events_in_window = len(events)
+            already = {row["event_id"] for row in store.curated_events(key)}
+            report.late_events = sorted(e["event_id"] for e in events if e["event_id"] not in already)
+            return _summarized(store, key, policy, epoch, report, summarize)
+        rules = effective_policy(epoch, policy)
+        # Read before the facts and the bindings: a fact or a binding written meanwhile makes the next pass look again.
+        inputs = {"v": MARK_VERSION, "facts": store.window_fact_count(epoch.start, epoch.end), "identity": store.identity_head(),
+                  "policy": rules.policy_hash, "status": epoch.status, "facts_version": FACTS_VERSION}
+        before = store.curation_digest(key)
+        mark, summary = store.pass_mark(key, "resolve") or ({}, None)
+        last_inputs, last_curation = mark.get("inputs") or {}, mark.get("curation") or {}
+        resolved_since = any(last_curation.get(k) != before[k] for k in ("rows", "resolved_at"))
+        report.events_in_window = inputs["facts"]
+        if last_inputs == inputs and not resolved_since:
+            report.mode = "unchanged"
+            if summary is not None and last_curation == before:
+                return ResolveReport.from_summary(key, epoch.status, summary) if summarize else report
+        else:
+            only_new = (not resolved_since and {k: v for k, v in last_inputs.items() if k != "facts"}
+                        == {k: v for k, v in inputs.items() if k != "facts"} and inputs["facts"] > last_inputs.get("facts", 0))
+            events = store.uncurated_events_between(epoch.start, epoch.end, key) if only_new else store.events_between(epoch.start, epoch.end)
+            report.mode = "new facts" if only_new else "full"
+            already = set() if only_new else {row["event_id"] for row in store.curated_events(key)}
+            late = [e["event_id"] for e in events if e["event_id"] not in already] if epoch.status != "open" else []
+            report.late_events = sorted(late)
             bindings = store.bindings()
-            chosen = [e for e in events if epoch.status == "open" or e["event_id"] in already]  # late events stay facts only
+            chosen = [e for e in events if epoch.status == "open" or (not only_new and e["event_id"] in already)]  # late events stay facts only
+            report.processed = len(chosen)
             ensure_facts(store, [e["event_id"] for e in chosen])
             facts = store.facts_of([e["event_id"] for e in chosen if e["event_type"] == "issue_closed"], FACTS_VERSION) \
                 if rules.rules is not None else {}
@@ -119,6 +165,16 @@ def resolve_epoch(store: LedgerStore, key: str, policy: Policy, *, summarize: bo
                                       policy=rules)
                 proposals.append(CurationProposal(e["event_id"], r.recipient_id, r.resolution))
             report.written = store.curate(key, proposals)
+        if report.mode == "unchanged" and epoch.status != "open":  # the summary that listed them is stale
+            report.late_events = [e["event_id"] for e in store.uncurated_events_between(epoch.start, epoch.end, key)]
+        if summarize:
+            summarize_curation(store, key, rules, report)
+        store.record_pass_mark(key, "resolve", {"inputs": inputs, "curation": store.curation_digest(key)},
+                               report.summary() if summarize else None)
+    return report
+
+
+def _summarized(store: LedgerStore, key: str, policy: Policy, epoch: EpochRecord, report: ResolveReport, summarize: bool) -> ResolveReport:
     if summarize:
         summarize_curation(store, key, effective_policy(epoch, policy), report)
     return report

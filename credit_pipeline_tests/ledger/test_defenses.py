@@ -43,16 +43,19 @@ POLICY_HASH = hashlib.sha256(POLICY_TEXT.encode()).hexdigest()
 SIGNER = "0x" + "1" * 40
 SET_HASH = "e" * 64
 
-# Tables of facts: a BEFORE TRUNCATE trigger on each. Mutable by design: source_cursors, schema_migrations.
+# Tables of facts: a BEFORE TRUNCATE trigger on each. Mutable by design: source_cursors, schema_migrations, and
+# epoch_pass_marks (sql/0007: a cache of what the last pass read; losing it only makes the next pass a full one).
 FACT_TABLES = ["epochs", "activity_events", "activity_curation", "epoch_allocations", "epoch_pool_components", "epoch_approvals",
                "payout_statements", "statement_corrections", "identity_events", "ledger_identity", "quarantined_items",
                "event_facts"]
-ALL_TABLES = FACT_TABLES + ["source_cursors", "schema_migrations"]
+MUTABLE = ["source_cursors", "schema_migrations", "epoch_pass_marks"]
+ALL_TABLES = FACT_TABLES + MUTABLE
 APPEND_ONLY = ["activity_events", "epoch_pool_components", "epoch_approvals", "payout_statements", "statement_corrections",
                "identity_events", "ledger_identity", "event_facts"]
 # What the app role may change, and nothing else (sql/0003, credit_pipeline_app_grants).
-APP_UPDATES = {"epochs", "activity_curation", "epoch_allocations", "source_cursors", "quarantined_items"}  # + sql/0004
-APP_DELETES = {"epoch_allocations"}
+APP_UPDATES = {"epochs", "activity_curation", "epoch_allocations", "source_cursors", "quarantined_items",  # + sql/0004
+               "epoch_pass_marks"}  # + sql/0007
+APP_DELETES = {"epoch_allocations", "epoch_pass_marks"}
 
 PERSON = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}\Z")
 BAD_IDS = ["alice\n", "alice:x", ":x", "", "Alice", " alice", "alice bob", "al\tice", "ali\u00e9", "a" * 65, "-alice",
@@ -140,6 +143,7 @@ def seed(store: LedgerStore) -> None:
     store.curate(OPEN, [CurationProposal(open_1.event_id, "bob", "bound")])
     store.upsert_allocations(KEY, [ProposedAllocation("alice", 1000, 1)], "v1")
     store.upsert_allocations(OPEN, [ProposedAllocation("bob", 500, 1)], "v1")
+    store.record_pass_mark(OPEN, "resolve", {"inputs": {"facts": 2}}, None)
     store.enter_review(KEY, POLICY_TEXT, POLICY_HASH, [SIGNER])
     store.record_approval(KEY, allocation_set_hash=SET_HASH, policy_hash=POLICY_HASH, pool_total=100, message="m",
                           signer=SIGNER, signature="0x" + "a" * 130)
@@ -325,7 +329,7 @@ def test_every_table_of_facts_has_a_truncate_trigger(ledger_url):
         tables = set(conn.execute(sa.text(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'")).scalars())
     engine.dispose()
-    assert guarded == tables - {"source_cursors", "schema_migrations"}
+    assert guarded == tables - set(MUTABLE)
 
 
 def test_the_identity_trigger_assigns_ids_in_log_order(owner):
@@ -602,7 +606,7 @@ def test_upgrading_a_consistent_ledger_keeps_every_binding_exactly(pg_server_url
         query = "SELECT provider, external_id, user_id, identity_event_id, bound_at FROM user_bindings ORDER BY 1, 2"
         with engine.connect() as conn:
             table = conn.execute(sa.text(query)).all()
-        assert upgrade(engine) == ["0003", "0004", "0005", "0006"]
+        assert upgrade(engine) == ["0003", "0004", "0005", "0006", "0007"]
         with engine.connect() as conn:
             assert conn.execute(sa.text(query)).all() == table
             assert conn.execute(sa.text("SELECT count(*) FROM epoch_allocations")).scalar() == 1  # old rows stay as written
