@@ -15,7 +15,7 @@ from credit_pipeline.core.policy import POOL_COMPONENTS
 from credit_pipeline.core.rules import FACTS_VERSION
 from credit_pipeline.ledger import tables as t
 from credit_pipeline.ledger.records import CurationProposal, EpochStateError, LedgerError
-from credit_pipeline.ledger.store_base import StoreBase
+from credit_pipeline.ledger.store_base import StoreBase, as_dicts
 
 
 class CurationStore(StoreBase):
@@ -73,7 +73,7 @@ class CurationStore(StoreBase):
             .order_by(c.event_id)
         )
         with self._reading(conn) as conn:
-            return [dict(r._mapping) for r in conn.execute(query)]
+            return as_dicts(conn.execute(query))
 
     def count_curated_outside_window(self, key: str) -> int:
         """Curated events whose time is outside the epoch's ``[start, end)`` (the trigger makes this 0)."""

@@ -13,9 +13,20 @@ from sqlalchemy.engine import Connection
 from credit_pipeline.core.events import ActivityEvent
 from credit_pipeline.core.storable import QuarantinedItem
 from credit_pipeline.ledger import tables as t
-from credit_pipeline.ledger.records import CursorAdvance, PageWrite, event_row
-from credit_pipeline.ledger.store_base import StoreBase
+from credit_pipeline.ledger.copy_rows import EVENT_COLUMNS, copy_from, copy_text
+from credit_pipeline.ledger.records import CursorAdvance, PageWrite
+from credit_pipeline.ledger.store_base import StoreBase, as_dicts
 
+_COLUMNS = ", ".join(EVENT_COLUMNS)
+_KNOWN = sa.text("SELECT event_id FROM activity_events WHERE event_id = ANY(CAST(:ids AS text[]))")
+_UNIQUE_VIOLATION = "23505"
+# A page that raced another writer is staged in a temporary table of this session (no constraints, indexes
+# or triggers: the insert into activity_events applies them), emptied by the move and, whatever happens, at commit.
+_STAGE = "staged_activity_events"
+_STAGE_TABLE = (f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGE} ON COMMIT DELETE ROWS AS "
+                f"SELECT {_COLUMNS} FROM activity_events WITH NO DATA")
+_MOVE_STAGED = (f"WITH page AS (DELETE FROM {_STAGE} RETURNING *) INSERT INTO activity_events ({_COLUMNS}) "
+                f"SELECT {_COLUMNS} FROM page ON CONFLICT (event_id) DO NOTHING RETURNING event_id")
 
 
 class FactsStore(StoreBase):
@@ -70,12 +81,37 @@ class FactsStore(StoreBase):
             return [dict(r._mapping) for r in conn.execute(query)]
 
     def _insert_events(self, conn: Connection, events: Sequence[ActivityEvent]) -> list[str]:
-        if not events:
+        """Store the page's events not stored yet (the first of a repeated id) and return their ids, in page order.
+
+        Those not found stored are COPY-ed straight into activity_events, under a savepoint of the caller's
+        transaction: a page seen before costs one indexed look-up, and the rows pass the table's constraints
+        as any insert does. When another writer stored some of them after the look-up (a unique violation),
+        the savepoint is rolled back and they go through the idempotent insert instead.
+        """
+        first: dict[str, ActivityEvent] = {}
+        for event in events:
+            first.setdefault(event.event_id, event)
+        if not first:
             return []
-        stmt = pg_insert(t.activity_events).on_conflict_do_nothing(index_elements=["event_id"])
-        # insertmanyvalues batches these into multi-row INSERTs with RETURNING.
-        result = conn.execute(stmt.returning(t.activity_events.c.event_id), [event_row(e) for e in events])
-        return [row.event_id for row in result]
+        known = set(conn.execute(_KNOWN, {"ids": list(first)}).scalars())
+        fresh = [e for i, e in first.items() if i not in known]
+        if not fresh:
+            return []
+        try:
+            with conn.begin_nested():
+                copy_from(conn, f"COPY activity_events ({_COLUMNS}) FROM STDIN", copy_text(fresh))
+            return [e.event_id for e in fresh]
+        except sa.exc.IntegrityError as exc:
+            if getattr(exc.orig, "pgcode", None) != _UNIQUE_VIOLATION:
+                raise
+        return self._insert_staged(conn, fresh)
+
+    def _insert_staged(self, conn: Connection, events: Sequence[ActivityEvent]) -> list[str]:
+        """COPY ``events`` into this session's staging table, then move them by one ``INSERT ... ON CONFLICT DO NOTHING``."""
+        conn.exec_driver_sql(_STAGE_TABLE)
+        copy_from(conn, f"COPY {_STAGE} ({_COLUMNS}) FROM STDIN", copy_text(events))
+        stored = set(conn.exec_driver_sql(_MOVE_STAGED).scalars())
+        return [e.event_id for e in events if e.event_id in stored]
 
     def _advance_cursor(self, conn: Connection, cursor: CursorAdvance) -> None:
         stmt = pg_insert(t.source_cursors).values(
@@ -85,6 +121,8 @@ class FactsStore(StoreBase):
             stmt.on_conflict_do_update(
                 index_elements=["source", "stream", "source_ref"],
                 set_={"position": stmt.excluded.position, "updated_at": sa.func.now()},
+                # a pass that reached the same position (nothing new) leaves the row as it was: no write
+                where=t.source_cursors.c.position.is_distinct_from(stmt.excluded.position),
             )
         )
 
@@ -110,7 +148,7 @@ class FactsStore(StoreBase):
         if source:
             query = query.where(e.source == source)
         with self._reading() as conn:
-            return [dict(r._mapping) for r in conn.execute(query)]
+            return as_dicts(conn.execute(query))
 
     def get_event(self, event_id: str) -> dict[str, Any] | None:
         with self._reading() as conn:

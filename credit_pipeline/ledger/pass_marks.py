@@ -20,7 +20,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from credit_pipeline.core.epochs import parse_epoch_key
 from credit_pipeline.ledger import tables as t
-from credit_pipeline.ledger.store_base import StoreBase
+from credit_pipeline.ledger.store_base import StoreBase, as_dicts
 
 
 def _stamp(value: datetime | None) -> str | None:
@@ -68,4 +68,4 @@ class PassMarkStore(StoreBase):
         query = sa.select(*cols).where(e.event_time >= start, e.event_time < end, ~sa.exists().where(
             c.event_id == e.event_id, c.epoch_key == parse_epoch_key(key))).order_by(e.event_id)
         with self._reading() as conn:
-            return [dict(r._mapping) for r in conn.execute(query)]
+            return as_dicts(conn.execute(query))

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -84,3 +85,9 @@ class StoreBase:
         if row is None:
             raise EpochStateError(f"epoch {key} does not exist yet; collect or resolve its activity first")
         return epoch_from_row(row)
+
+
+def as_dicts(result: Any) -> list[dict[str, Any]]:
+    """A result's rows as plain dicts (a third of the time of ``dict(row._mapping)`` per row: it matters at 10^5 rows)."""
+    keys = list(result.keys())
+    return [dict(zip(keys, row)) for row in result]
