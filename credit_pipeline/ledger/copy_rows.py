@@ -39,6 +39,10 @@ def _converter(column: sa.Column) -> Callable[[Any], str]:
         return _bool
     if isinstance(column.type, sa.DateTime):
         return datetime.isoformat
+    if isinstance(column.type, sa.Integer):
+        return str
+    if isinstance(column.type, sa.Date):
+        return lambda value: value.isoformat()
     return _text
 
 
@@ -51,6 +55,13 @@ def copy_text(events: Sequence[ActivityEvent]) -> str:
     """``events`` as the rows of ``COPY ... (EVENT_COLUMNS) FROM STDIN`` (text format)."""
     return "".join("\t".join(["\\N" if (v := getattr(e, name)) is None else convert(v) for name, convert in _EVENT_CONVERTERS])
                    + "\n" for e in events)
+
+
+def rows_copy_text(table: sa.Table, columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> str:
+    """``rows`` (dicts keyed by column name) as the rows of ``COPY table (columns) FROM STDIN`` (text format)."""
+    converters = [(name, _converter(table.c[name])) for name in columns]
+    return "".join("\t".join(["\\N" if (v := row.get(name)) is None else convert(v) for name, convert in converters]) + "\n"
+                   for row in rows)
 
 
 def copy_from(conn: Connection, statement: str, rows: str) -> None:

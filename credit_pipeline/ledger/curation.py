@@ -15,7 +15,23 @@ from credit_pipeline.core.policy import POOL_COMPONENTS
 from credit_pipeline.core.rules import FACTS_VERSION
 from credit_pipeline.ledger import tables as t
 from credit_pipeline.ledger.records import CurationProposal, EpochStateError, LedgerError
+from credit_pipeline.ledger.copy_rows import copy_from, rows_copy_text
 from credit_pipeline.ledger.store_base import StoreBase, as_dicts
+
+
+# Resolution proposals of this many rows or more go through COPY into a session-private staging table (emptied by
+# the upsert itself and at every commit), then one INSERT ... ON CONFLICT DO UPDATE with the same rule as below.
+_STAGE_FROM = 500
+_CURATION_STAGE = "staged_activity_curation"
+_CURATION_COLUMNS = ("event_id", "epoch_key", "recipient_id", "resolution")
+_STAGE_CURATION = (f"CREATE TEMPORARY TABLE IF NOT EXISTS {_CURATION_STAGE} ON COMMIT DELETE ROWS AS "
+                   f"SELECT {', '.join(_CURATION_COLUMNS)} FROM activity_curation WITH NO DATA")
+_UPSERT_STAGED_CURATION = (
+    f"WITH page AS (DELETE FROM {_CURATION_STAGE} RETURNING *) "
+    f"INSERT INTO activity_curation AS c ({', '.join(_CURATION_COLUMNS)}) SELECT {', '.join(_CURATION_COLUMNS)} FROM page "
+    "ON CONFLICT (event_id) DO UPDATE SET recipient_id = excluded.recipient_id, resolution = excluded.resolution, resolved_at = now() "
+    "WHERE c.epoch_key = excluded.epoch_key AND (c.recipient_id IS DISTINCT FROM excluded.recipient_id OR c.resolution <> excluded.resolution) "
+    "RETURNING c.event_id")
 
 
 class CurationStore(StoreBase):
@@ -30,17 +46,22 @@ class CurationStore(StoreBase):
         rows = [{"event_id": p.event_id, "epoch_key": parse_epoch_key(key), "recipient_id": p.recipient_id, "resolution": p.resolution} for p in proposals]
         if not rows:
             return 0
-        c = t.activity_curation.c
-        stmt = pg_insert(t.activity_curation)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["event_id"],
-            set_={"recipient_id": stmt.excluded.recipient_id, "resolution": stmt.excluded.resolution, "resolved_at": sa.func.now()},
-            where=sa.and_(
-                c.epoch_key == stmt.excluded.epoch_key,
-                sa.or_(c.recipient_id.is_distinct_from(stmt.excluded.recipient_id), c.resolution != stmt.excluded.resolution),
-            ),
-        )
         with self.transaction() as conn:
+            if len(rows) >= _STAGE_FROM:  # a week's first resolution: COPY into a session table, then one upsert
+                conn.exec_driver_sql(_STAGE_CURATION)
+                copy_from(conn, f"COPY {_CURATION_STAGE} ({', '.join(_CURATION_COLUMNS)}) FROM STDIN",
+                          rows_copy_text(t.activity_curation, _CURATION_COLUMNS, rows))
+                return len(conn.exec_driver_sql(_UPSERT_STAGED_CURATION).all())
+            c = t.activity_curation.c
+            stmt = pg_insert(t.activity_curation)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["event_id"],
+                set_={"recipient_id": stmt.excluded.recipient_id, "resolution": stmt.excluded.resolution, "resolved_at": sa.func.now()},
+                where=sa.and_(
+                    c.epoch_key == stmt.excluded.epoch_key,
+                    sa.or_(c.recipient_id.is_distinct_from(stmt.excluded.recipient_id), c.resolution != stmt.excluded.resolution),
+                ),
+            )
             return len(conn.execute(stmt.returning(c.event_id), rows).all())
 
     def set_curation(self, event_id: str, *, actor: str, included: bool | None = None,

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection
 from credit_pipeline.core.events import ActivityEvent
 from credit_pipeline.core.storable import QuarantinedItem
 from credit_pipeline.ledger import tables as t
-from credit_pipeline.ledger.copy_rows import EVENT_COLUMNS, copy_from, copy_text
+from credit_pipeline.ledger.copy_rows import EVENT_COLUMNS, copy_from, copy_text, rows_copy_text
 from credit_pipeline.ledger.records import CursorAdvance, PageWrite
 from credit_pipeline.ledger.store_base import StoreBase, as_dicts
 
@@ -191,8 +191,16 @@ class FactsStore(StoreBase):
         rows = [{"event_id": k, "facts_version": facts_version, "facts": v} for k, v in facts.items()]
         if not rows:
             return 0
-        stmt = pg_insert(t.event_facts).on_conflict_do_nothing()
         with self.transaction() as conn:
+            try:  # COPY, as a page's events are (a first resolution of a week derives facts for all of them)
+                with conn.begin_nested():
+                    copy_from(conn, "COPY event_facts (event_id, facts_version, facts) FROM STDIN",
+                              rows_copy_text(t.event_facts, ("event_id", "facts_version", "facts"), rows))
+                return len(rows)
+            except sa.exc.IntegrityError as exc:  # another pass derived some of them meanwhile: keep theirs
+                if getattr(exc.orig, "pgcode", None) != _UNIQUE_VIOLATION:
+                    raise
+            stmt = pg_insert(t.event_facts).on_conflict_do_nothing()
             written = 0
             for i in range(0, len(rows), 2000):
                 written += conn.execute(stmt, rows[i:i + 2000]).rowcount or 0

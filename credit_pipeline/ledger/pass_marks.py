@@ -61,6 +61,15 @@ class PassMarkStore(StoreBase):
         with self.transaction() as conn:
             conn.execute(stmt)
 
+    def record_pass_summary(self, key: str, stage: str, mark: dict[str, Any], summary: dict[str, Any]) -> bool:
+        """Keep ``summary`` with the pass mark ``mark``; False (nothing written) when the mark has been replaced."""
+        m = t.epoch_pass_marks.c
+        with self.transaction() as conn:
+            done = conn.execute(sa.update(t.epoch_pass_marks).where(
+                m.epoch_key == parse_epoch_key(key), m.stage == stage, m.mark == mark)
+                .values(summary=summary))
+            return done.rowcount == 1
+
     def uncurated_events_between(self, start: datetime, end: datetime, key: str) -> list[dict[str, Any]]:
         """The window's facts epoch ``key`` has not curated (without payloads), ordered by id."""
         e, c = t.activity_events.c, t.activity_curation.c

@@ -167,10 +167,13 @@ def resolve_epoch(store: LedgerStore, key: str, policy: Policy, *, summarize: bo
             report.written = store.curate(key, proposals)
         if report.mode == "unchanged" and epoch.status != "open":  # the summary that listed them is stale
             report.late_events = [e["event_id"] for e in store.uncurated_events_between(epoch.start, epoch.end, key)]
-        if summarize:
-            summarize_curation(store, key, rules, report)
-        store.record_pass_mark(key, "resolve", {"inputs": inputs, "curation": store.curation_digest(key)},
-                               report.summary() if summarize else None)
+        mark = {"inputs": inputs, "curation": store.curation_digest(key)}
+        store.record_pass_mark(key, "resolve", mark, None)
+    # The curation commits first (with its mark); the summary, for people, is read after and kept with the mark
+    # unless another pass or an admin write replaced the mark meanwhile.
+    if summarize:
+        summarize_curation(store, key, rules, report)
+        store.record_pass_summary(key, "resolve", mark, report.summary())
     return report
 
 

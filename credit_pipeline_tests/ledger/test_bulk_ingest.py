@@ -175,3 +175,40 @@ def test_any_sequence_of_overlapping_pages_stores_exactly_their_union_once(store
     assert sorted(rows) == sorted(seen) and len(seen) == len(set(seen))
     assert all(rows[e.event_id]["payload_hash"] == e.payload_hash for e in universe if e.event_id in rows)
     assert store.get_cursor("github", "pull_requests", repo) == {"page": len(pages) - 1}
+
+
+# -- the other bulk writes of a week's first resolution: rule facts and curation ---------------------------------
+
+
+def test_a_large_curation_goes_through_copy_under_the_same_rule_as_a_small_one(store):
+    from credit_pipeline.ledger.records import CurationProposal
+
+    events = [pr_event(i, START + timedelta(minutes=i), str(100 + i % 5), f"u{i % 5}") for i in range(1, 801)]
+    for i in range(0, len(events), 100):
+        store.record_page(events[i:i + 100], None)
+    key = "2026-02-16"
+    store.ensure_epoch(key)
+    proposals = [CurationProposal(e.event_id, f"github:{e.platform_user_id}", "claimant") for e in events]
+    assert store.curate(key, proposals) == 800  # COPY path (>= 500 rows)
+    store.set_curation(events[0].event_id, actor="admin", included=False, note="spam")
+    assert store.curate(key, proposals) == 0  # the same proposals again: nothing written
+    changed = [CurationProposal(p.event_id, "alice", "bound") if i % 4 == 0 else p for i, p in enumerate(proposals)]
+    assert store.curate(key, changed) == 200
+    small = store.curate(key, changed[:10])  # the small path, for comparison: the same rule
+    assert small == 0
+    rows = {r["event_id"]: r for r in store.curated_events(key)}
+    assert len(rows) == 800 and rows[events[0].event_id]["included"] is False and rows[events[0].event_id]["note"] == "spam"
+    assert sum(1 for r in rows.values() if r["recipient_id"] == "alice") == 200
+
+
+def test_rule_facts_go_through_copy_and_facts_already_derived_are_kept(store):
+    events = week_of_prs(600)
+    for i in range(0, len(events), 100):
+        store.record_page(events[i:i + 100], None)
+    first = {e.event_id: {"labels": ["a\tb", "back\\slash"], "n": i} for i, e in enumerate(events[:400])}
+    assert store.record_facts(first, 1) == 400  # COPY
+    again = {e.event_id: {"labels": [], "n": -1} for e in events}  # 400 known (kept as they are), 200 new
+    assert store.record_facts(again, 1) == 200  # a unique violation: the idempotent insert instead
+    stored = store.facts_of([e.event_id for e in events], 1)
+    assert stored[events[0].event_id] == {"labels": ["a\tb", "back\\slash"], "n": 0}
+    assert stored[events[599].event_id] == {"labels": [], "n": -1} and len(stored) == 600

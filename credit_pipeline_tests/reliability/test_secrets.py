@@ -193,6 +193,8 @@ def test_no_secret_reaches_output_logs_files_dagster_or_the_ledger(world, capfd,
         for logger in list(logging.root.manager.loggerDict.values()):  # fileConfig disables existing loggers too
             if isinstance(logger, logging.Logger):
                 logger.disabled = False
+                if logger.name.startswith("urllib3"):  # the kubernetes client (dagster-k8s, deploy tests) sets them to WARNING
+                    logger.setLevel(logging.NOTSET)
         if capture not in root.handlers:
             root.addHandler(capture)
 
