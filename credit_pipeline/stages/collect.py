@@ -95,7 +95,10 @@ def collect_epoch(store: LedgerStore, source: Source, key: str, *, now: datetime
     store.ensure_epoch(key)
     report = CollectReport(epoch_key=key, source=source.name, full=full)
     cursors = source_cursors(store, source)
-    new_ids: list[str] = []
+    # Epochs already in review or finalized, read once: a new fact of one of them is late. Only those ids are kept
+    # (not every new id of the pass: a week's ids would grow the collector's memory with the week).
+    closed_epochs = {k for k, status in store.epoch_statuses().items() if status != "open"}
+    late: list[str] = []
     try:
         for page in source.collect((start, end), cursors, full=full):
             write = store.record_page(page.events, CursorAdvance(page.stream.source, page.stream.stream, page.stream.ref, page.cursor),
@@ -106,10 +109,12 @@ def collect_epoch(store: LedgerStore, source: Source, key: str, *, now: datetime
             stats.new += write.new
             stats.seen += write.seen
             stats.cursor = page.cursor
-            new_ids += write.new_ids
+            if closed_epochs and write.new_ids:
+                fresh = set(write.new_ids)
+                late += [e.event_id for e in page.events if e.event_id in fresh and epoch_key(e.event_time) in closed_epochs]
             if on_page:
                 on_page(page, write, report)
-        report.late_events = late_events(store, new_ids)
+        report.late_events = sorted(set(late))
         if closed and full:
             report.completeness = check_completeness(store, source, key, now, report)
     finally:
@@ -118,17 +123,6 @@ def collect_epoch(store: LedgerStore, source: Source, key: str, *, now: datetime
         report.notes = list(source.telemetry.notes)
         report.threads = dict(getattr(source, "thread_report", None) or {})
     return report
-
-
-def late_events(store: LedgerStore, new_ids: list[str]) -> list[str]:
-    """New facts whose epoch is already in review or finalized."""
-    if not new_ids:
-        return []
-    statuses = store.epoch_statuses()
-    closed = {k for k, s in statuses.items() if s != "open"}
-    if not closed:
-        return []
-    return sorted(e for e, t in store.event_times(new_ids).items() if epoch_key(t) in closed)
 
 
 def check_completeness(store: LedgerStore, source: Source, key: str, now: datetime,

@@ -22,13 +22,19 @@ def algorithm_version(policy: Policy) -> str:
     return ALGORITHM_VERSION if policy.rules is None else RULES_ALGORITHM_VERSION
 
 
+FACTS_BATCH = 5000
+
+
 def ensure_facts(store: LedgerStore, event_ids: Sequence[str]) -> int:
     """Derive and keep the facts of the events that have none yet; returns how many were derived."""
     missing = store.events_without_facts(list(event_ids), FACTS_VERSION)
-    if not missing:
-        return 0
-    payloads = store.payloads(missing)
-    return store.record_facts({eid: event_facts(eid, payloads[eid]) for eid in missing if eid in payloads}, FACTS_VERSION)
+    derived = 0
+    for i in range(0, len(missing), FACTS_BATCH):  # payloads in batches: a week's payloads are never all in memory
+        batch = missing[i:i + FACTS_BATCH]
+        payloads = store.payloads(batch)
+        derived += store.record_facts({eid: event_facts(eid, payloads[eid]) for eid in batch if eid in payloads}, FACTS_VERSION)
+        del payloads
+    return derived
 
 
 def account_of(row: dict[str, Any], policy: Policy) -> tuple[str | None, str | None, bool]:
