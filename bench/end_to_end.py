@@ -14,6 +14,7 @@ Targets: the whole under 5 minutes; each verify under 30 s.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -45,7 +46,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--database-url", default=os.environ.get("CREDIT_PIPELINE_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
     parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--keep", action="store_true", help="keep the ledger database (its URL is printed) for a later look")
+    parser.add_argument("--profile", metavar="DIR", help="write pyinstrument profiles of finalize and verify to DIR (needs pyinstrument)")
     args = parser.parse_args()
+    profiler = _profiler(args.profile)
     server = normalize_url(args.database_url)
     work = Path(tempfile.mkdtemp(prefix="cp_e2e_"))
     t0 = time.perf_counter()
@@ -98,15 +102,17 @@ def main() -> int:
         if not approved.success:
             raise SystemExit("approval failed")
         t = time.perf_counter()
-        done = dg.materialize([by_key[dg.AssetKey("payout_statements")]], partition_key=key, instance=instance, resources=defs.resources,
-                              raise_on_error=False)
+        with profiler("finalize"):
+            done = dg.materialize([by_key[dg.AssetKey("payout_statements")]], partition_key=key, instance=instance,
+                                  resources=defs.resources, raise_on_error=False)
         times["payout_statements (finalize)"] = time.perf_counter() - t
         if not done.success:
             raise SystemExit("finalize failed")
         pipeline = time.perf_counter() - started
         store = LedgerStore.open(ledger_url)
         t = time.perf_counter()
-        stored = verify_stored(store, key)
+        with profiler("verify_db"):
+            stored = verify_stored(store, key)
         verify_db = time.perf_counter() - t
         bundle = store.statement_rows(key)[-1]["bundle"].encode()
         t = time.perf_counter()
@@ -119,7 +125,10 @@ def main() -> int:
     finally:
         sandbox.stdin.close()
         sandbox.wait(timeout=60)
-        drop_ledger()
+        if args.keep:
+            print(f"ledger kept: {ledger_url}")
+        else:
+            drop_ledger()
         drop_dagster()
     print(f"\n{'stage':34} {'seconds':>9}")
     for name, seconds in times.items():
@@ -129,6 +138,25 @@ def main() -> int:
     print(f"{'verify offline from the bundle':34} {verify_file:>9.1f}   target < 30   ok={offline.ok} ({len(bundle) / 1e6:.0f} MB)")
     print(f"ledger == sandbox ground truth: {facts == truth} ({len(facts):,} facts)")
     return 0 if stored.ok and offline.ok and facts == truth else 1
+
+
+def _profiler(directory: str | None):
+    """A context manager per named step: a pyinstrument profile of it in ``directory``, or nothing."""
+    @contextlib.contextmanager
+    def step(name: str):
+        if directory is None:
+            yield
+            return
+        from pyinstrument import Profiler  # only for --profile; not a dependency of the benchmark
+        profiler = Profiler()
+        profiler.start()
+        try:
+            yield
+        finally:
+            profiler.stop()
+            Path(directory).mkdir(parents=True, exist_ok=True)
+            (Path(directory) / f"{name}.txt").write_text(profiler.output_text(unicode=False, show_all=False))
+    return step
 
 
 def _metadata(instance: dg.DagsterInstance, asset: str, key: str) -> dict:

@@ -606,7 +606,7 @@ def test_upgrading_a_consistent_ledger_keeps_every_binding_exactly(pg_server_url
         query = "SELECT provider, external_id, user_id, identity_event_id, bound_at FROM user_bindings ORDER BY 1, 2"
         with engine.connect() as conn:
             table = conn.execute(sa.text(query)).all()
-        assert upgrade(engine) == ["0003", "0004", "0005", "0006", "0007"]
+        assert upgrade(engine) == ["0003", "0004", "0005", "0006", "0007", "0008"]
         with engine.connect() as conn:
             assert conn.execute(sa.text(query)).all() == table
             assert conn.execute(sa.text("SELECT count(*) FROM epoch_allocations")).scalar() == 1  # old rows stay as written

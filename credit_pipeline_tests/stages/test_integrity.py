@@ -169,6 +169,27 @@ def test_a_forged_revision_insert_is_refused(store, week):
     assert [r["revision"] for r in store.statement_rows(KEY)] == [1]
 
 
+@pytest.mark.parametrize("field, value", [("statement_hash", "c" * 64), ("epoch", {"key": "2026-02-23"}),
+                                          ("allocation_set_hash", "b" * 64), ("revision", 1)])
+def test_a_statement_whose_bundle_names_another_hash_epoch_set_or_revision_is_refused(store, week, field, value):
+    """The database's own check (0008: after the insert, on the one parse of the bundle): the row and its bundle agree."""
+    first = finalized(store)
+    correct_recipient(store, KEY, "github:200", 12000, "a fix", actor="admin")
+    approve_current(store)
+    row = {**first, "revision": 2, "supersedes": first["statement_hash"], "statement_hash": "e" * 64}
+    row["allocation_set_hash"] = allocation_state(store, KEY, POLICY).allocation_set_hash
+    bundle = {**row, field: value}
+    with pytest.raises(sa.exc.DBAPIError, match="does not describe itself"):
+        sql(store, "INSERT INTO payout_statements (statement_hash, epoch_key, revision, supersedes, allocation_set_hash, pool_total, bundle) "
+                   "VALUES (:h, :k, 2, :s, :a, 10000, :b)", h=row["statement_hash"], k=KEY, s=row["supersedes"],
+            a=row["allocation_set_hash"], b=json.dumps(bundle))
+    assert [r["revision"] for r in store.statement_rows(KEY)] == [1]
+    sql(store, "INSERT INTO payout_statements (statement_hash, epoch_key, revision, supersedes, allocation_set_hash, pool_total, bundle) "
+               "VALUES (:h, :k, 2, :s, :a, 10000, :b)", h=row["statement_hash"], k=KEY, s=row["supersedes"],
+        a=row["allocation_set_hash"], b=json.dumps(row))  # the same row describing itself is accepted (a raw insert, for the check only)
+    assert [r["revision"] for r in store.statement_rows(KEY)] == [1, 2]
+
+
 def test_a_correction_supersedes_and_both_revisions_verify(store, week, capsys, monkeypatch, ledger_url, tmp_path):
     first = finalized(store)
     store.ensure_epoch("2026-02-23")
