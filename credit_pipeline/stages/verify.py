@@ -15,15 +15,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from credit_pipeline.core.events import payload_hash
-from credit_pipeline.core.policy import validate_policy
-from credit_pipeline.core.statement import BUNDLE_FORMAT_V2, BUNDLE_FORMAT_V3, iso_utc, statement_bytes
+from credit_pipeline.core.statement import BUNDLE_FORMAT_V2, BUNDLE_FORMAT_V3, statement_bytes
 from credit_pipeline.core.verification import Difference, Expectations, Mismatch, VerificationReport, difference, shown, verify_bundle
 from credit_pipeline.ledger.store import EpochRecord, LedgerError, LedgerStore
-from credit_pipeline.sources.base import MalformedItem
-from credit_pipeline.core.rules import credited_account
-from credit_pipeline.sources.parsing import columns_from_payload, event_facts
 from credit_pipeline.stages.finalize import FinalizeRefused, ledger_statement
+from credit_pipeline.stages.payload_check import payload_checks
 from credit_pipeline.stages.resolve import pinned_document
 
 MAX_BUNDLE_BYTES = 512 * 1024 * 1024
@@ -37,7 +33,6 @@ _TABLE_OF = {
     "allocation_set_hash": "epoch_allocations", "issued_at": "payout_statements", "distribution": "identity_events (payout wallets)",
 }
 _CURATION_FIELDS = {"recipient_id", "resolution", "weight_override", "note", "curated_by", "curated_at", "weight", "decision"}
-_DERIVED_FIELDS = ("source", "event_type", "platform_user_id", "platform_login")
 
 
 def verify_file_bytes(data: bytes, expectations: Expectations | None = None) -> VerificationReport:
@@ -79,11 +74,21 @@ def _verify_revision(store: LedgerStore, epoch: EpochRecord | None, row: dict[st
         bundle = json.loads(row["bundle"])
     except (json.JSONDecodeError, RecursionError) as exc:
         raise Mismatch(f"payout_statements: the stored bundle is not JSON ({exc})") from None
-    alone = verify_bundle(bundle, expectations)
-    if not alone.ok:
-        raise Mismatch(alone.mismatch)
-    report.checks += [f"r{revision}: {c}" for c in alone.checks]
-    report.proved = alone.proved
+    # The payload check starts first (in worker processes for a large statement) and is reported last.
+    with payload_checks(store, bundle, revision) as payloads:
+        alone = verify_bundle(bundle, expectations)
+        if not alone.ok:
+            raise Mismatch(alone.mismatch)
+        report.checks += [f"r{revision}: {c}" for c in alone.checks]
+        report.proved = alone.proved
+        _check_stored_revision(store, epoch, row, previous, bundle, report)
+        payloads.wait()
+    report.checks.append(f"r{revision}: payloads and columns of {len(bundle['events'])} credited events")
+
+
+def _check_stored_revision(store: LedgerStore, epoch: EpochRecord | None, row: dict[str, Any], previous: dict[str, Any] | None,
+                           bundle: dict[str, Any], report: VerificationReport) -> None:
+    revision = row["revision"]
     if statement_bytes(bundle).decode() != row["bundle"]:
         raise Mismatch("payout_statements: the stored statement is not in canonical form")
     _check_chain(row, previous, bundle)
@@ -95,8 +100,6 @@ def _verify_revision(store: LedgerStore, epoch: EpochRecord | None, row: dict[st
     if bundle["format"] in (BUNDLE_FORMAT_V2, BUNDLE_FORMAT_V3):  # v1 predates the rows a rebuild needs
         _check_rebuilt(store, epoch, row, bundle)
         report.checks.append(f"r{revision}: rebuilt from the ledger rows, identical")
-    _check_payloads(store, bundle)
-    report.checks.append(f"r{revision}: payloads and columns of {len(bundle['events'])} credited events")
 
 
 def _check_chain(row: dict[str, Any], previous: dict[str, Any] | None, bundle: dict[str, Any]) -> None:
@@ -140,40 +143,3 @@ def _table_of(diff: Difference) -> str:
     if diff.section == "events":
         return "activity_curation" if diff.leaf in _CURATION_FIELDS else "activity_events"
     return _TABLE_OF.get(diff.section, "payout_statements")
-
-
-def _check_payloads(store: LedgerStore, bundle: dict[str, Any]) -> None:
-    """Every credited event's stored payload hashes as recorded and parses into the columns the statement shows."""
-    policy = validate_policy(bundle["policy"], "statement policy")
-    issue_credit = policy.sources.github.issue_credit if policy.sources.github else "author"
-    events = bundle["events"]
-    payloads = store.payloads([e["event_id"] for e in events])
-    for event in events:
-        eid = event["event_id"]
-        stored = payloads.get(eid)
-        if stored is None:
-            raise Mismatch(f"activity_events: events[event_id={eid}]: credited by the statement but not stored")
-        if payload_hash(stored) != event["payload_hash"]:
-            raise Mismatch(f"activity_events: events[event_id={eid}].payload_hash: statement says {shown(event['payload_hash'])}, "
-                           f"the stored payload hashes to {shown(payload_hash(stored))}")
-        if "platform_user_id" not in event:
-            continue  # a v1 statement does not name the account
-        try:
-            derived = columns_from_payload(eid, stored, issue_credit=issue_credit)
-        except MalformedItem as exc:
-            raise Mismatch(f"activity_events: events[event_id={eid}]: the stored payload does not yield this event ({exc})") from None
-        want = {name: getattr(derived, name) for name in _DERIVED_FIELDS}
-        if policy.rules is not None:
-            facts = event_facts(eid, stored)
-            if facts != event.get("facts"):
-                raise Mismatch(f"activity_events: events[event_id={eid}].facts: statement says {shown(event.get('facts'))}, "
-                               f"its stored payload gives {shown(facts)}")
-            want["platform_user_id"], want["platform_login"], _ = credited_account(
-                derived.event_type, (derived.platform_user_id, derived.platform_login, derived.is_bot), facts, policy)
-        for name in _DERIVED_FIELDS:
-            if want[name] != event[name]:
-                raise Mismatch(f"activity_events: events[event_id={eid}].{name}: statement says {shown(event[name])}, "
-                               f"its stored payload gives {shown(want[name])}")
-        if iso_utc(derived.event_time) != event["event_time"]:
-            raise Mismatch(f"activity_events: events[event_id={eid}].event_time: statement says {shown(event['event_time'])}, "
-                           f"its stored payload gives {shown(iso_utc(derived.event_time))}")
