@@ -68,14 +68,29 @@ def _order(e: RuleEvent) -> tuple[datetime, str]:
 def decide(events: Iterable[RuleEvent], policy: Policy) -> dict[str, Decision]:
     """Every candidate's decision, by event id."""
     ordered = sorted(events, key=_order)
-    # Issues a merged PR of the epoch says it closes ("Fixes #12"), for self_closed_issues: referenced.
-    referenced = frozenset(ref for e in ordered if e.event_type == "pr_merged" for ref in e.facts.get("closes") or ())
+    decisions = decide_recipients(ordered, policy, referenced_issues(ordered))
+    _share_caps(decisions, policy)
+    return decisions
+
+
+def referenced_issues(events: Iterable[RuleEvent]) -> frozenset[str]:
+    """Issues a merged PR of the epoch says it closes ("Fixes #12"), for ``self_closed_issues: referenced``."""
+    return frozenset(ref for e in events if e.event_type == "pr_merged" for ref in e.facts.get("closes") or ())
+
+
+def decide_recipients(events: Iterable[RuleEvent], policy: Policy, referenced: frozenset[str]) -> dict[str, Decision]:
+    """The decisions before ``caps.pool_share``, given the epoch's ``referenced`` issues.
+
+    Every rule but the share cap compares an event only with events of the same recipient, so for any set of
+    events that holds all of each of its recipients' candidates this equals ``decide`` before the share caps:
+    an epoch can be decided one recipient at a time (``stages.decisions.stream_decisions``).
+    """
+    ordered = sorted(events, key=_order)
     decisions = {e.event_id: _weigh(e, policy, referenced) for e in ordered}
     if policy.rules is None:
         return decisions
     _group_rules(ordered, decisions, policy)
     _person_caps(ordered, decisions, policy)
-    _share_caps(ordered, decisions, policy)
     return decisions
 
 
@@ -218,34 +233,57 @@ def _person_caps(ordered: list[RuleEvent], decisions: dict[str, Decision], polic
             decisions[e.event_id] = _capped(d, units, "units_per_person")
 
 
-def _share_caps(ordered: list[RuleEvent], decisions: dict[str, Decision], policy: Policy) -> None:
+@dataclass(frozen=True, slots=True)
+class ShareCut:
+    """A binding ``caps.pool_share`` of one source: its units ``have`` are cut to ``limit``."""
+
+    source: str
+    limit: int
+    have: int
+
+    def floor(self, units: int) -> tuple[int, int]:
+        """An event's share of the limit, rounded down, and the remainder that ranks it for the leftover units."""
+        return units * self.limit // self.have, units * self.limit % self.have
+
+
+def share_cuts(source_units: Mapping[str, int], policy: Policy) -> dict[str, ShareCut]:
     """``caps.pool_share``: a source capped at c% earns at most c/(100-c) times the units of the other sources.
 
-    Measured against the other sources' units after the person caps and before any share cap, so the
-    caps of two sources never depend on each other's order. A source alone in an epoch is not capped
-    (there is nothing to balance it against). The cut is split over the source's events by largest
-    remainder (ties by event id), so units stay integers and the capped total is exact.
+    ``source_units`` are the units per source after the person caps and before any share cap, so the caps of two
+    sources never depend on each other's order. A source alone in an epoch is not capped (there is nothing to
+    balance it against). Returns the sources whose cap binds.
     """
     shares = policy.rules.caps.pool_share if policy.rules else {}
-    if not shares:
-        return
+    cuts = {}
+    for source, percent in sorted(shares.items()):
+        others = sum(u for s, u in source_units.items() if s != source)
+        have = source_units.get(source, 0)
+        limit = percent * others // (100 - percent)
+        if others and have > limit:
+            cuts[source] = ShareCut(source, limit, have)
+    return cuts
+
+
+def share_capped(d: Decision, units: int) -> Decision:
+    """``d`` cut to ``units`` by its source's share cap (unchanged when nothing is cut)."""
+    return _capped(d, units, "pool_share") if units < d.units else d
+
+
+def _share_caps(decisions: dict[str, Decision], policy: Policy) -> None:
+    """The share caps (``share_cuts``). The cut is split over the source's events by largest remainder (ties by
+    event id), so units stay integers and the capped total is exact."""
     totals: dict[str, int] = defaultdict(int)
     for d in decisions.values():
         totals[d.source] += d.units
-    for source, percent in sorted(shares.items()):
-        others = sum(u for s, u in totals.items() if s != source)
-        have = totals.get(source, 0)
-        limit = percent * others // (100 - percent)
-        if others == 0 or have <= limit:
-            continue
-        members = sorted((d for d in decisions.values() if d.source == source and d.units > 0), key=lambda d: d.event_id)
-        floors = {d.event_id: d.units * limit // have for d in members}
-        rems = sorted(members, key=lambda d: (-(d.units * limit % have), d.event_id))
-        for d in rems[:limit - sum(floors.values())]:
+    for cut in share_cuts(totals, policy).values():
+        members = sorted((d for d in decisions.values() if d.source == cut.source and d.units > 0), key=lambda d: d.event_id)
+        shares = {d.event_id: cut.floor(d.units) for d in members}
+        floors = {eid: f for eid, (f, _) in shares.items()}
+        rems = sorted(members, key=lambda d: (-shares[d.event_id][1], d.event_id))
+        for d in rems[:cut.limit - sum(floors.values())]:
             floors[d.event_id] += 1
         for d in members:
-            if floors[d.event_id] < d.units:
-                decisions[d.event_id] = _capped(d, floors[d.event_id], "pool_share")
+            decisions[d.event_id] = share_capped(d, floors[d.event_id])
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -15,6 +16,7 @@ from credit_pipeline.core.policy import POOL_COMPONENTS
 from credit_pipeline.core.rules import FACTS_VERSION
 from credit_pipeline.ledger import tables as t
 from credit_pipeline.ledger.records import CurationProposal, EpochStateError, LedgerError
+from credit_pipeline.ledger.copy_rows import _text as _copy_text
 from credit_pipeline.ledger.copy_rows import copy_from, rows_copy_text
 from credit_pipeline.ledger.store_base import StoreBase, as_dicts
 
@@ -95,6 +97,57 @@ class CurationStore(StoreBase):
         )
         with self._reading(conn) as conn:
             return as_dicts(conn.execute(query))
+
+    def curated_groups(self, key: str, conn: Connection | None = None, *, event_type: str | None = None,
+                       batch: int = 5000) -> Iterator[list[dict[str, Any]]]:
+        """``curated_events``' rows one recipient at a time (the rows without one last, as one group), each group in
+        ``(event_time, event_id)`` order, read through a server-side cursor ``batch`` rows at a time: an epoch of
+        millions of events is never in memory at once, only its largest recipient's rows."""
+        c, e, f = t.activity_curation.c, t.activity_events.c, t.event_facts.c
+        query = (
+            sa.select(c.event_id, c.recipient_id, c.resolution, c.included, c.weight_override, c.note, c.curated_by, c.curated_at,
+                      e.source, e.event_type, e.platform_user_id, e.platform_login, e.is_bot, e.event_time, e.payload_hash, f.facts)
+            .join_from(t.activity_curation, t.activity_events, c.event_id == e.event_id)
+            .outerjoin(t.event_facts, sa.and_(f.event_id == c.event_id, f.facts_version == FACTS_VERSION))
+            .where(c.epoch_key == parse_epoch_key(key))
+            .order_by(c.recipient_id.asc().nulls_last(), e.event_time, c.event_id)
+            .execution_options(stream_results=True, yield_per=batch)
+        )
+        if event_type is not None:
+            query = query.where(e.event_type == event_type)
+        with self._reading(conn) as conn:
+            result = conn.execute(query)
+            keys = list(result.keys())
+            rows = (dict(zip(keys, row)) for row in result)
+            for _, group in itertools.groupby(rows, key=lambda r: r["recipient_id"]):
+                yield list(group)
+
+    def ranked_remainders(self, rows: Iterable[tuple[str, str, int]], leftovers: Callable[[], dict[str, int]]) -> dict[str, tuple[int, str]]:
+        """The largest-remainder boundary of each source, with bounded memory: ``rows`` (source, event_id,
+        remainder) go into a session table as they come; once they are all in, ``leftovers()`` says how many
+        events of each source get one more unit, and the last of them in (remainder descending, event id
+        ascending by code point) is returned per source. An event gets the unit iff it ranks at or before it."""
+        stage = "staged_share_remainders"
+        with self.transaction() as conn:
+            conn.exec_driver_sql(f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage} (source text NOT NULL, event_id text NOT NULL, "
+                                 "remainder numeric NOT NULL) ON COMMIT DROP")
+            conn.exec_driver_sql(f"TRUNCATE {stage}")
+            it = iter(rows)
+            while chunk := list(itertools.islice(it, 20_000)):
+                copy_from(conn, f"COPY {stage} (source, event_id, remainder) FROM STDIN",
+                          "".join(f"{_copy_text(s)}\t{_copy_text(eid)}\t{int(rem)}\n" for s, eid, rem in chunk))
+            found = {}
+            for source, k in sorted(leftovers().items()):
+                if k <= 0:
+                    continue
+                row = conn.exec_driver_sql(f"SELECT remainder, event_id FROM {stage} WHERE source = %(s)s "
+                                           "ORDER BY remainder DESC, event_id COLLATE \"C\" OFFSET %(k)s LIMIT 1",
+                                           {"s": source, "k": k - 1}).first()
+                if row is None:
+                    raise LedgerError(f"pool_share of {source}: {k} leftover units for fewer events")
+                found[source] = (int(row[0]), row[1])
+            conn.exec_driver_sql(f"DROP TABLE {stage}")
+            return found
 
     def count_curated_outside_window(self, key: str) -> int:
         """Curated events whose time is outside the epoch's ``[start, end)`` (the trigger makes this 0)."""

@@ -12,6 +12,7 @@ A mark is a cache, never a fact: a missing or unequal mark only makes the next p
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -78,3 +79,21 @@ class PassMarkStore(StoreBase):
             c.event_id == e.event_id, c.epoch_key == parse_epoch_key(key))).order_by(e.event_id)
         with self._reading() as conn:
             return as_dicts(conn.execute(query))
+
+    def window_event_batches(self, start: datetime, end: datetime, key: str | None = None, *, curated: bool = False,
+                             batch: int = 5000) -> Iterator[list[dict[str, Any]]]:
+        """The window's facts (without payloads) ordered by id, ``batch`` at a time through a server-side cursor.
+
+        With ``key``, only those epoch ``key`` has curated (``curated=True``) or has not (``curated=False``)."""
+        e, c = t.activity_events.c, t.activity_curation.c
+        cols = [col for col in t.activity_events.c if col.name != "payload"]
+        query = sa.select(*cols).where(e.event_time >= start, e.event_time < end)
+        if key is not None:
+            held = sa.exists().where(c.event_id == e.event_id, c.epoch_key == parse_epoch_key(key))
+            query = query.where(held if curated else ~held)
+        query = query.order_by(e.event_id).execution_options(stream_results=True, yield_per=batch)
+        with self._reading() as conn:
+            result = conn.execute(query)
+            keys = list(result.keys())
+            for part in result.partitions():
+                yield [dict(zip(keys, row)) for row in part]

@@ -21,8 +21,8 @@ from credit_pipeline.core.payouts import compute_payouts
 from credit_pipeline.core.policy import Policy
 from credit_pipeline.core.statement import corrected_allocations
 from credit_pipeline.ledger.store import EpochRecord, EpochStateError, LedgerStore
-from credit_pipeline.stages.decisions import algorithm_version, propose
-from credit_pipeline.stages.derive import allocation_drift, resolution_drift
+from credit_pipeline.stages.decisions import algorithm_version, propose_epoch
+from credit_pipeline.stages.derive import epoch_drift
 from credit_pipeline.core.rules import FACTS_VERSION
 from credit_pipeline.stages.resolve import MARK_VERSION, curated_event, effective_policy, effective_policy_hash
 from credit_pipeline.stages.sources_config import policy_streams
@@ -150,8 +150,7 @@ def allocation_state(store: LedgerStore, key: str, policy: Policy, *, known_drif
     allocations = corrected_allocations(stored, corrections, revision)
     drift: list[str] = list(known_drift or [])
     if epoch.status != "finalized" and known_drift is None:
-        rows = store.curated_events(key)
-        drift = resolution_drift(rows, store.bindings(), rules) + allocation_drift(rows, stored, rules)
+        drift = epoch_drift(store, key, rules, stored, store.bindings())
     ahash = allocation_set_hash({a["recipient_id"]: a["final_units"] for a in allocations})
     ledger_id = store.ledger_id()
     return AllocationState(
@@ -213,7 +212,7 @@ def allocate_epoch(store: LedgerStore, key: str, policy: Policy, now: datetime) 
             if last == mark and summary is not None:
                 known_drift = list(summary.get("drift", []))
             else:
-                store.upsert_allocations(key, propose(store.curated_events(key), rules), algorithm_version(rules))
+                store.upsert_allocations(key, propose_epoch(store, key, rules), algorithm_version(rules))
         if epoch.status == "open":
             blockers = review_blockers(epoch, now, [str(ref) for ref in policy_streams(rules)])
             if not blockers:

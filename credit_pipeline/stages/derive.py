@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from credit_pipeline.core.allocation import resolve_recipient
+from credit_pipeline.core.allocation import ProposedAllocation, resolve_recipient
 from credit_pipeline.core.policy import Policy
 from credit_pipeline.ledger.store import LedgerStore
-from credit_pipeline.stages.decisions import account_of, algorithm_version, propose
+from credit_pipeline.stages.decisions import account_of, algorithm_version, proposals_of, propose, propose_epoch, stream_decisions
 from credit_pipeline.stages.resolve import effective_policy, resolve_epoch
 
 
@@ -29,26 +29,47 @@ def rederive_epoch(store: LedgerStore, key: str, policy: Policy) -> bool:
     store.lock_epoch(key)  # re-entrant in the caller's transaction; serializes with resolution and allocation passes
     resolve_epoch(store, key, policy, summarize=False)  # its counts are for people; nothing reads them here
     rules = effective_policy(epoch, policy)
-    store.upsert_allocations(key, propose(store.curated_events(key), rules), algorithm_version(rules))
+    store.upsert_allocations(key, propose_epoch(store, key, rules), algorithm_version(rules))
     return True
 
 
 def resolution_drift(rows: list[dict[str, Any]], bindings: Mapping[tuple[str, str], str], policy: Policy) -> list[str]:
     """Curated events whose stored recipient is not what the identity log and the policy give."""
+    return [line for _, line in _resolution_drift(rows, bindings, policy)]
+
+
+def _resolution_drift(rows: list[dict[str, Any]], bindings: Mapping[tuple[str, str], str], policy: Policy) -> list[tuple[str, str]]:
     drift = []
     for r in rows:
         user_id, login, is_bot = account_of(r, policy)
         want = resolve_recipient(source=r["source"], platform_user_id=user_id, login=login, is_bot=is_bot, bindings=bindings,
                                  policy=policy)
         if (want.recipient_id, want.resolution) != (r["recipient_id"], r["resolution"]):
-            drift.append(f"event {r['event_id']} is stored for {r['recipient_id'] or 'no one'} ({r['resolution']}), "
-                         f"the identity log gives {want.recipient_id or 'no one'} ({want.resolution})")
+            drift.append((r["event_id"], f"event {r['event_id']} is stored for {r['recipient_id'] or 'no one'} ({r['resolution']}), "
+                                         f"the identity log gives {want.recipient_id or 'no one'} ({want.resolution})"))
     return drift
 
 
 def allocation_drift(rows: list[dict[str, Any]], allocations: list[dict[str, Any]], policy: Policy) -> list[str]:
     """Recipients whose stored proposal differs from the one derived from the curated events and the policy's rules."""
-    derived = {p.recipient_id: (p.proposed_units, p.activity_count) for p in propose(rows, policy)}
+    return proposal_drift(propose(rows, policy), allocations)
+
+
+def epoch_drift(store: LedgerStore, key: str, policy: Policy, allocations: list[dict[str, Any]],
+                bindings: Mapping[tuple[str, str], str]) -> list[str]:
+    """``resolution_drift`` + ``allocation_drift`` over epoch ``key``'s curated rows, streamed one recipient at a
+    time (``stream_decisions``): the same lines (by event id, then by recipient), never the whole epoch in memory."""
+    resolution: list[tuple[str, str]] = []
+    derived: list[ProposedAllocation] = []
+    for group, decisions in stream_decisions(store, key, policy):
+        resolution.extend(_resolution_drift(group, bindings, policy))
+        derived.extend(proposals_of(decisions))
+    return [line for _, line in sorted(resolution)] + proposal_drift(derived, allocations)
+
+
+def proposal_drift(proposals: list[ProposedAllocation], allocations: list[dict[str, Any]]) -> list[str]:
+    """Recipients whose stored proposal (``allocations``) differs from ``proposals``."""
+    derived = {p.recipient_id: (p.proposed_units, p.activity_count) for p in proposals}
     stored = {a["recipient_id"]: (a["proposed_units"], a["activity_count"]) for a in allocations}
     drift = []
     for rid in sorted(set(derived) | set(stored)):

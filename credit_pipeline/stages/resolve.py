@@ -17,7 +17,7 @@ from credit_pipeline.core.allocation import CLAIMANT, CuratedEvent, resolve_reci
 from credit_pipeline.core.policy import Policy, PolicyError, validate_policy
 from credit_pipeline.core.rules import FACTS_VERSION
 from credit_pipeline.ledger.store import CurationProposal, EpochRecord, LedgerStore
-from credit_pipeline.stages.decisions import account_of, ensure_facts, epoch_decisions
+from credit_pipeline.stages.decisions import account_of, ensure_facts, stream_decisions
 from credit_pipeline.stages.settings import ENV_POLICY
 
 
@@ -126,10 +126,8 @@ def resolve_epoch(store: LedgerStore, key: str, policy: Policy, *, summarize: bo
         epoch = store.lock_epoch(key)
         report = ResolveReport(epoch_key=key, status=epoch.status)
         if epoch.status == "finalized":
-            events = store.events_between(epoch.start, epoch.end)
-            report.events_in_window = len(events)
-            already = {row["event_id"] for row in store.curated_events(key)}
-            report.late_events = sorted(e["event_id"] for e in events if e["event_id"] not in already)
+            report.events_in_window = store.window_fact_count(epoch.start, epoch.end)
+            report.late_events = sorted(e["event_id"] for e in store.uncurated_events_between(epoch.start, epoch.end, key))
             return _summarized(store, key, policy, epoch, report, summarize)
         rules = effective_policy(epoch, policy)
         # Read before the facts and the bindings: a fact or a binding written meanwhile makes the next pass look again.
@@ -147,24 +145,17 @@ def resolve_epoch(store: LedgerStore, key: str, policy: Policy, *, summarize: bo
         else:
             only_new = (not resolved_since and {k: v for k, v in last_inputs.items() if k != "facts"}
                         == {k: v for k, v in inputs.items() if k != "facts"} and inputs["facts"] > last_inputs.get("facts", 0))
-            events = store.uncurated_events_between(epoch.start, epoch.end, key) if only_new else store.events_between(epoch.start, epoch.end)
             report.mode = "new facts" if only_new else "full"
-            already = set() if only_new else {row["event_id"] for row in store.curated_events(key)}
-            late = [e["event_id"] for e in events if e["event_id"] not in already] if epoch.status != "open" else []
-            report.late_events = sorted(late)
+            if epoch.status == "open":  # every event of the window (only the uncurated ones when only new facts came)
+                batches = store.window_event_batches(epoch.start, epoch.end, key, curated=False) if only_new \
+                    else store.window_event_batches(epoch.start, epoch.end)
+            else:  # in review: the events it holds are re-resolved; the window's others are late and stay facts only
+                report.late_events = sorted(e["event_id"] for e in store.uncurated_events_between(epoch.start, epoch.end, key))
+                batches = iter(()) if only_new else store.window_event_batches(epoch.start, epoch.end, key, curated=True)
             bindings = store.bindings()
-            chosen = [e for e in events if epoch.status == "open" or (not only_new and e["event_id"] in already)]  # late events stay facts only
-            report.processed = len(chosen)
-            ensure_facts(store, [e["event_id"] for e in chosen])
-            facts = store.facts_of([e["event_id"] for e in chosen if e["event_type"] == "issue_closed"], FACTS_VERSION) \
-                if rules.rules is not None else {}
-            proposals = []
-            for e in chosen:
-                user_id, login, is_bot = account_of({**e, "facts": facts.get(e["event_id"])}, rules)
-                r = resolve_recipient(source=e["source"], platform_user_id=user_id, login=login, is_bot=is_bot, bindings=bindings,
-                                      policy=rules)
-                proposals.append(CurationProposal(e["event_id"], r.recipient_id, r.resolution))
-            report.written = store.curate(key, proposals)
+            for chosen in batches:  # a batch at a time: a week of millions of events is never in memory at once
+                report.processed += len(chosen)
+                report.written += _resolve_batch(store, key, chosen, rules, bindings)
         if report.mode == "unchanged" and epoch.status != "open":  # the summary that listed them is stale
             report.late_events = [e["event_id"] for e in store.uncurated_events_between(epoch.start, epoch.end, key)]
         mark = {"inputs": inputs, "curation": store.curation_digest(key)}
@@ -183,33 +174,44 @@ def _summarized(store: LedgerStore, key: str, policy: Policy, epoch: EpochRecord
     return report
 
 
+def _resolve_batch(store: LedgerStore, key: str, chosen: list[dict], rules: Policy, bindings: dict) -> int:
+    """Derive the batch's missing facts and curate its events with their current resolution; rows written."""
+    ensure_facts(store, [e["event_id"] for e in chosen])
+    facts = store.facts_of([e["event_id"] for e in chosen if e["event_type"] == "issue_closed"], FACTS_VERSION) \
+        if rules.rules is not None else {}
+    proposals = []
+    for e in chosen:
+        user_id, login, is_bot = account_of({**e, "facts": facts.get(e["event_id"])}, rules)
+        r = resolve_recipient(source=e["source"], platform_user_id=user_id, login=login, is_bot=is_bot, bindings=bindings,
+                              policy=rules)
+        proposals.append(CurationProposal(e["event_id"], r.recipient_id, r.resolution))
+    return store.curate(key, proposals)
+
+
 def summarize_curation(store: LedgerStore, key: str, policy: Policy, report: ResolveReport) -> None:
-    """Fill counts by resolution and the unresolved accounts (login, events, weight)."""
-    rows = store.curated_events(key)
-    report.curated = len(rows)
+    """Fill counts by resolution and the unresolved accounts (login, events, weight), one recipient at a time."""
     report.outside_window = store.count_curated_outside_window(key)
-    decisions = epoch_decisions(rows, policy)
-
-    def units(r: dict) -> int:
-        d = decisions.get(r["event_id"])
-        return d.units if d is not None else 0
-
-    report.resolved_weight = sum(units(r) for r in rows if r["included"] and r["resolution"] == "bound")
-    report.by_resolution = dict(Counter(r["resolution"] for r in rows))
-    accounts: dict[tuple[str, str], list[dict]] = {}
-    for r in rows:
-        if r["resolution"] in (CLAIMANT, "unresolved_excluded"):
-            accounts.setdefault((r["source"], r["platform_user_id"]), []).append(r)
+    by_resolution: Counter = Counter()
+    curated = resolved_weight = 0
+    accounts: dict[tuple[str, str], list] = {}  # (provider, external_id) -> [latest event_time, its login, events, weight]
+    for group, decisions in stream_decisions(store, key, policy):
+        for r in group:
+            curated += 1
+            by_resolution[r["resolution"]] += 1
+            d = decisions.get(r["event_id"])
+            units = d.units if d is not None else 0
+            if r["included"] and r["resolution"] == "bound":
+                resolved_weight += units
+            if r["resolution"] in (CLAIMANT, "unresolved_excluded"):
+                a = accounts.setdefault((r["source"], r["platform_user_id"]), [r["event_time"], r["platform_login"], 0, 0])
+                if r["event_time"] > a[0]:
+                    a[0], a[1] = r["event_time"], r["platform_login"]
+                if r["included"]:
+                    a[2] += 1
+                    a[3] += units
+    report.curated, report.resolved_weight, report.by_resolution = curated, resolved_weight, dict(by_resolution)
     report.unresolved = sorted(
-        (
-            UnresolvedAccount(
-                provider=provider,
-                external_id=external_id,
-                login=max(items, key=lambda i: i["event_time"])["platform_login"],
-                events=sum(1 for i in items if i["included"]),
-                weight=sum(units(i) for i in items if i["included"]),
-            )
-            for (provider, external_id), items in accounts.items()
-        ),
+        (UnresolvedAccount(provider=provider, external_id=external_id, login=login, events=events, weight=weight)
+         for (provider, external_id), (_, login, events, weight) in accounts.items()),
         key=lambda a: (-a.weight, a.provider, a.external_id),
     )
