@@ -15,7 +15,7 @@ in a new sandbox and database, and the peaks are printed side by side with their
 ``--profile`` runs the same children under ``tracemalloc`` (a thread keeps the snapshot of the highest traced
 memory) and prints their top allocation sites: the innermost frame, and the innermost frame in credit_pipeline.
 
-    python bench/large_week.py [--scale 1.0] [--messages-multiplier 1,10] [--profile] [--database-url URL]
+    python bench/large_week.py [--scale 1.0] [--messages-multiplier 1,10] [--profile] [--no-rules] [--discord-pool-share 30] [--database-url URL]
 """
 
 from __future__ import annotations
@@ -217,10 +217,23 @@ def run_child(mode: str, cfg: dict) -> dict:
             os.unlink(capture)
 
 
-def policy_document(info: dict) -> dict:
-    return {"version": 1, "epoch": {"anchor": info["key"]}, "sources": info["sources"], "exclude": info["exclude"],
-            "weights": {"github:pr_merged": 8000, "github:review_submitted": 2000, "github:issue_closed": 1000, "discord:message_sent": 100},
-            "pool": {"base_issuance": 10000}, "approvers": ["0x1111111111111111111111111111111111111111"]}
+def shipped_rules() -> dict:
+    """The ``rules`` section of the repository's ``policy.yaml`` (what a new deployment runs)."""
+    import yaml
+
+    with open(os.path.join(HERE, "..", "policy.yaml")) as f:
+        return yaml.safe_load(f)["rules"]
+
+
+def policy_document(info: dict, rules: bool = True, discord_share: int | None = None) -> dict:
+    doc = {"version": 1, "epoch": {"anchor": info["key"]}, "sources": info["sources"], "exclude": info["exclude"],
+           "weights": {"github:pr_merged": 8000, "github:review_submitted": 2000, "github:issue_closed": 1000, "discord:message_sent": 100},
+           "pool": {"base_issuance": 10000}, "approvers": ["0x1111111111111111111111111111111111111111"]}
+    if rules:  # version 2 with the shipped rules: the resolver decides every rule, the Discord cap is binding
+        doc.update(version=2, rules=shipped_rules())
+        if discord_share:  # the passes a binding pool_share adds (totals, remainders ranked in the database)
+            doc["rules"].setdefault("caps", {})["pool_share"] = {"discord": discord_share}
+    return doc
 
 
 def ledger_ids(url: str, start: datetime, end: datetime) -> set[str]:
@@ -256,14 +269,19 @@ def run_week(args: argparse.Namespace, multiplier: float, profile: bool) -> dict
           f"closed issues over {info['repos']} repos; {kinds.get('message_sent', 0):,} messages in {info['channels']} allow-listed channels "
           f"(in the window; the sandbox holds {info['stats']['messages']:,} messages, {info['stats']['pulls']:,} PRs; generated in "
           f"{info['generated_seconds']} s, served after {info['setup_seconds']} s)", flush=True)
+    policy_doc = policy_document(info, args.rules, args.discord_pool_share)
+    print(f"  policy: version {policy_doc['version']}"
+          + (f", policy.yaml's rules{', Discord pool_share ' + str(args.discord_pool_share) + '%' if args.discord_pool_share else ''}"
+             if args.rules else ", no rules"), flush=True)
     url, drop = temp_database(normalize_url(args.database_url), f"_lw{int(multiplier * 10)}{'p' if profile else ''}")
-    result: dict = {"multiplier": multiplier, "info": info, "collect": {}, "profiler": profile}
+    result: dict = {"multiplier": multiplier, "info": info, "collect": {}, "profiler": profile, "policy_version": policy_doc["version"],
+                    "discord_pool_share": args.discord_pool_share}
     try:
         engine = sa.create_engine(url)
         upgrade(engine)
         engine.dispose()
         base = {"url": url, "env": info["env"], "key": info["key"], "now": (end + timedelta(hours=1)).isoformat(),
-                "policy": policy_document(info), "profile": profile, "memory_limit_gib": args.child_memory_limit_gib}
+                "policy": policy_doc, "profile": profile, "memory_limit_gib": args.child_memory_limit_gib}
         for name in ("github", "discord"):
             sandbox.ask("reset")
             wall = time.perf_counter()
@@ -382,6 +400,10 @@ def main() -> int:
     parser.add_argument("--child-memory-limit-gib", type=float, default=14.0,
                         help="address-space limit of each collector/resolver child (RLIMIT_AS), so a run cannot OOM the machine")
     parser.add_argument("--baseline-json", help="start from the weeks of an earlier run's --json-out (the growth baseline is its first)")
+    parser.add_argument("--rules", action=argparse.BooleanOptionalAction, default=True,
+                        help="a version-2 policy with policy.yaml's rules (the default), or --no-rules for version 1 without them")
+    parser.add_argument("--discord-pool-share", type=int, metavar="PERCENT",
+                        help="with the rules, also cap Discord's share of the pool (rules.caps.pool_share.discord)")
     parser.add_argument("--collect-only", action="store_true", help="skip the resolver (a quick collector-only growth run)")
     parser.add_argument("--json-out", help="also write every figure to this JSON file (after each week)")
     args = parser.parse_args()
