@@ -8,8 +8,7 @@ import dagster as dg
 from credit_pipeline.defs.checks import partitioned_check
 from credit_pipeline.defs.metadata import TABLE_ROW_LIMIT, ints, markdown_table, table
 from credit_pipeline.defs.resources import LedgerResource, PolicyResource
-from credit_pipeline.stages.allocate import AllocationState, allocate_epoch, allocation_lines, last_known_logins
-from credit_pipeline.stages.decisions import propose
+from credit_pipeline.stages.allocate import AllocationState, allocate_epoch, allocation_lines
 from credit_pipeline.stages.explain import RulesView, rules_view
 from credit_pipeline.stages.resolve import effective_policy
 
@@ -42,21 +41,21 @@ def build_allocation_asset(partitions: dg.PartitionsDefinition, upstream: dg.Ass
         state = report.state
         for reason in report.review_blocked:
             context.log.info(f"epoch {key} stays open: {reason}")
-        curated = store.curated_events(key)
-        lines = allocation_lines(state, curated)
+        # One streamed read of the curation (a recipient at a time) for the rules, the logins and the check.
         pinned = effective_policy(store.get_epoch(key), rules)
-        view = rules_view(store, key, pinned, curated)
+        view = rules_view(store, key, pinned)
+        lines = allocation_lines(state, view.logins)
         rows = [{"recipient": line.recipient_id, "login": line.login, "events": line.events,
                  "not_counted": view.not_counted.get(line.recipient_id, 0), "capped": view.capped.get(line.recipient_id, 0),
                  "proposed": line.proposed_units, "final": line.final_units, "credits": line.credits, "reason": line.reason}
                 for line in lines]
         # A recipient whose every event a rule stopped has no line in the allocation set (nothing to sign or
         # pay) but is shown, at zero, so the table says who the rules left out and how many events each lost.
-        logins, listed = last_known_logins(curated), {line.recipient_id for line in lines}
+        logins, listed = view.logins, {line.recipient_id for line in lines}
         rows += [{"recipient": rid, "login": logins.get(rid), "events": 0, "not_counted": n, "capped": 0, "proposed": 0,
                   "final": 0, "credits": 0, "reason": None}
                  for rid, n in sorted(view.not_counted.items(), key=lambda kv: (-kv[1], kv[0])) if rid not in listed and n]
-        mismatches = _unit_mismatches(curated, pinned, state.allocations)
+        mismatches = _unit_mismatches(view.proposed, state.allocations)
         return dg.MaterializeResult(
             metadata={
                 **ints(recipients=len(state.allocations), total_final_units=sum(r["final"] for r in rows),
@@ -165,7 +164,7 @@ def _credits_basis(state: AllocationState, total_final: int) -> str:
     return basis + more
 
 
-def _unit_mismatches(rows, policy, allocations) -> list[str]:
-    sums = {p.recipient_id: p.proposed_units for p in propose(rows, policy)}
+def _unit_mismatches(sums: dict[str, int], allocations) -> list[str]:
+    """Recipients whose stored proposed units differ from what the rules decide over the curated rows now."""
     stored = {a["recipient_id"]: a["proposed_units"] for a in allocations}
     return sorted(r for r in set(sums) | set(stored) if sums.get(r, 0) != stored.get(r, 0))

@@ -9,6 +9,7 @@ waived.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -79,12 +80,13 @@ class AllocationLine:
     reason: str | None
 
 
-def last_known_logins(rows: list[dict[str, Any]]) -> dict[str, str]:
+def last_known_logins(rows: Iterable[dict[str, Any]]) -> dict[str, str]:
     """Each recipient's login or display name, from the latest curated event of each of its accounts.
 
     A claimant has one account (``github:12345`` -> ``octocat``); a person with accounts on several
     providers gets them all, most recent first (``alice-gh (github), Alice (discord)``). Events carry
-    the login the source reported when they happened, so the latest one is the last known.
+    the login the source reported when they happened, so the latest one is the last known. ``rows`` may be a
+    stream (``store.curated_groups``): only each account's latest row is kept.
     """
     latest: dict[str, dict[tuple[str, str], dict[str, Any]]] = {}
     for r in rows:
@@ -110,12 +112,11 @@ def projected_credits(state: AllocationState) -> dict[str, int]:
     return {line.recipient_id: line.amount_credits for line in compute_payouts(state.final_units, state.pool_total)}
 
 
-def allocation_lines(state: AllocationState, rows: list[dict[str, Any]]) -> list[AllocationLine]:
+def allocation_lines(state: AllocationState, logins: Mapping[str, str]) -> list[AllocationLine]:
     """Every recipient of the allocation set, most credits first (then final units, then id).
 
-    ``rows`` are the epoch's curated events (``store.curated_events``), where the logins come from.
+    ``logins`` are the recipients' last-known logins (``last_known_logins`` of the epoch's curated rows).
     """
-    logins = last_known_logins(rows)
     credits = projected_credits(state)
     lines = [AllocationLine(recipient_id=a["recipient_id"], login=logins.get(a["recipient_id"]), events=a["activity_count"],
                             proposed_units=a["proposed_units"], final_units=a["final_units"],

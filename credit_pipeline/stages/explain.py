@@ -12,6 +12,7 @@ rule and outcome, per recipient, and what the same policy would pay without its 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -21,7 +22,8 @@ from credit_pipeline.core.policy_yaml import excerpt
 from credit_pipeline.core.rules import Decision
 from credit_pipeline.core.statement import iso_utc
 from credit_pipeline.ledger.store import LedgerError, LedgerStore
-from credit_pipeline.stages.decisions import algorithm_version, epoch_decisions
+from credit_pipeline.stages.allocate import last_known_logins
+from credit_pipeline.stages.decisions import algorithm_version, epoch_decisions, proposals_of, stream_decisions
 from credit_pipeline.stages.resolve import effective_policy, effective_policy_hash
 
 ADMIN_EXCLUDED = "excluded"  # the "rule" of an event an admin excluded (curate --exclude): no policy rule saw it
@@ -161,19 +163,31 @@ class RuleSummary:
 OUTCOME_ORDER = {"counted": 0, "not counted": 1, "capped": 2}
 
 
+class RuleTally:
+    """``rule_summary`` added up a recipient at a time (``add`` each group's decisions), for streamed passes."""
+
+    def __init__(self) -> None:
+        self._acc: dict[tuple[str, str], list[int]] = {}
+
+    def add(self, decisions: dict[str, Decision]) -> RuleTally:
+        for d in decisions.values():
+            row = self._acc.setdefault((d.rule, "counted" if d.counted else "not counted"), [0, 0])
+            row[0] += 1
+            row[1] += d.units
+            for cap, taken in d.caps:
+                row = self._acc.setdefault((cap, "capped"), [0, 0])
+                row[0] += 1
+                row[1] += taken
+        return self
+
+    def summary(self) -> list[RuleSummary]:
+        return [RuleSummary(rule, outcome, *self._acc[(rule, outcome)])
+                for rule, outcome in sorted(self._acc, key=lambda k: (OUTCOME_ORDER[k[1]], k[0]))]
+
+
 def rule_summary(decisions: dict[str, Decision]) -> list[RuleSummary]:
     """Per rule and outcome: the events it decided and their units (for caps: the units it took)."""
-    acc: dict[tuple[str, str], list[int]] = {}
-    for d in decisions.values():
-        row = acc.setdefault((d.rule, "counted" if d.counted else "not counted"), [0, 0])
-        row[0] += 1
-        row[1] += d.units
-        for cap, taken in d.caps:
-            row = acc.setdefault((cap, "capped"), [0, 0])
-            row[0] += 1
-            row[1] += taken
-    return [RuleSummary(rule, outcome, *acc[(rule, outcome)])
-            for rule, outcome in sorted(acc, key=lambda k: (OUTCOME_ORDER[k[1]], k[0]))]
+    return RuleTally().add(decisions).summary()
 
 
 @dataclass
@@ -184,6 +198,8 @@ class RulesView:
     not_counted: dict[str, int]  # per recipient: events a rule stopped
     capped: dict[str, int]  # per recipient: milli-units the caps took
     without_rules: list[Any] | None  # simulate rows (with the rules = current, without = simulated) that differ, most changed first
+    logins: dict[str, str] = field(default_factory=dict)  # per recipient: the last-known logins (``last_known_logins``)
+    proposed: dict[str, int] = field(default_factory=dict)  # per recipient: the milli-units the decisions sum to
 
     @property
     def stopped(self) -> list[RuleSummary]:
@@ -195,18 +211,27 @@ class RulesView:
         return sorted((r for r in self.summary if r.outcome == "capped"), key=lambda r: (-r.units, r.rule))
 
 
-def rules_view(store: LedgerStore, key: str, policy: Policy, rows: list[dict[str, Any]]) -> RulesView:
+def rules_view(store: LedgerStore, key: str, policy: Policy) -> RulesView:
     """Per rule and per recipient, what the epoch's policy decided; with rules, the comparison with none.
 
-    ``policy`` is the policy the epoch follows (``effective_policy``) and ``rows`` its curated events.
+    ``policy`` is the policy the epoch follows (``effective_policy``). The curated rows are read one recipient at
+    a time (``stream_decisions``), so the view of a week of millions of events holds only its tallies; the same
+    pass gives each recipient's last-known logins and proposed units (for the asset's table and its check).
     """
     from credit_pipeline.stages.simulate import simulate_epoch  # simulate imports rule_summary from here
 
-    decisions = epoch_decisions(rows, policy)
-    not_counted: Counter[str] = Counter(d.recipient_id for d in decisions.values() if not d.counted)
-    capped: Counter[str] = Counter()
-    for d in decisions.values():
-        capped[d.recipient_id] += d.capped
+    tally, not_counted, capped, proposed = RuleTally(), Counter(), Counter(), {}
+
+    def rows() -> Iterator[dict[str, Any]]:  # the pass: tallies each recipient's decisions, hands its rows on
+        for group, decisions in stream_decisions(store, key, policy):
+            tally.add(decisions)
+            for d in decisions.values():
+                not_counted[d.recipient_id] += not d.counted
+                capped[d.recipient_id] += d.capped
+            proposed.update((p.recipient_id, p.proposed_units) for p in proposals_of(decisions))
+            yield from group
+
+    logins = last_known_logins(rows())
     comparison = None
     if policy.rules is not None:
         epoch = store.get_epoch(key)
@@ -214,4 +239,5 @@ def rules_view(store: LedgerStore, key: str, policy: Policy, rows: list[dict[str
                              policy_source="the same policy without its rules")
         comparison = sorted((r for r in sim.rows if r.credits_difference or r.units_difference),
                             key=lambda r: (-abs(r.credits_difference), -abs(r.units_difference), r.recipient_id))
-    return RulesView(rule_summary(decisions), dict(not_counted), {r: c for r, c in capped.items() if c}, comparison)
+    return RulesView(tally.summary(), {r: n for r, n in not_counted.items() if n}, {r: c for r, c in capped.items() if c}, comparison,
+                     logins, proposed)

@@ -20,6 +20,7 @@ warning, since applying it would need a new collection or resolution, not a re-w
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -27,9 +28,8 @@ from credit_pipeline.core.payouts import compute_payouts
 from credit_pipeline.core.policy import Policy
 from credit_pipeline.core.statement import effective_corrections, final_units
 from credit_pipeline.ledger.store import LedgerError, LedgerStore
-from credit_pipeline.core.rules import Decision
-from credit_pipeline.stages.decisions import epoch_decisions, proposals_of
-from credit_pipeline.stages.explain import rule_summary
+from credit_pipeline.stages.decisions import proposals_of, stream_decisions
+from credit_pipeline.stages.explain import RuleSummary, RuleTally
 from credit_pipeline.stages.export import recipient_logins
 from credit_pipeline.stages.resolve import effective_policy
 
@@ -101,11 +101,28 @@ def simulate_epoch(store: LedgerStore, key: str, policy: Policy, baseline: Polic
     pinned = effective_policy(epoch, baseline)
     pinned_hash = epoch.policy_hash or pinned.policy_hash
     pinned_source = "pinned on the epoch" if epoch.policy_hash else "the current policy file (the epoch is open, nothing is pinned yet)"
-    rows = store.curated_events(key)
     allocations = {a["recipient_id"]: a for a in store.allocations(key)}
     components = store.pool_components(key)
     extra_pool = sum(c["amount"] for c in components if c["component_id"] != "base_issuance")
     statements = store.statement_rows(key) if epoch.status == "finalized" else []
+
+    # One streamed pass under the simulated policy (``stream_decisions``: a recipient's rows at a time) gives its
+    # proposals, its rule tallies, the credited events and their logins; one under the pinned policy its tallies.
+    simulated_tally, credited, simulated = RuleTally(), [0], {}
+
+    def credited_rows() -> Iterator[dict[str, Any]]:
+        for group, decisions in stream_decisions(store, key, policy):
+            simulated_tally.add(decisions)
+            simulated.update((p.recipient_id, p.proposed_units) for p in proposals_of(decisions))
+            for r in group:
+                if r["included"] and r["recipient_id"]:
+                    credited[0] += 1
+                    yield r
+
+    logins = recipient_logins(credited_rows())
+    pinned_tally = RuleTally()
+    for _, decisions in stream_decisions(store, key, pinned):
+        pinned_tally.add(decisions)
 
     if statements:
         latest = statements[-1]
@@ -118,7 +135,7 @@ def simulate_epoch(store: LedgerStore, key: str, policy: Policy, baseline: Polic
         pending = sorted({c["revision"] for c in store.corrections(key) if c["revision"] > latest["revision"]})
         compared = (f"current = statement revision {latest['revision']} of {len(statements)} (what is paid"
                     + (f"; the correction recorded for revision {pending[0]} is not signed yet and is in neither column" if pending else "")
-                    + f"); simulated = its {sum(1 for r in rows if r['included'] and r['recipient_id'])} credited events re-weighed, "
+                    + f"); simulated = its {credited[0]} credited events re-weighed, "
                     + "adjustments" + (" and corrections" if corrections else "") + " kept")
     else:
         corrections = {}
@@ -126,10 +143,8 @@ def simulate_epoch(store: LedgerStore, key: str, policy: Policy, baseline: Polic
         pool_now = sum(c["amount"] for c in components) if components else pinned.pool.base_issuance
         current_credits = {line.recipient_id: line.amount_credits for line in compute_payouts(current_units, pool_now)}
         compared = (f"current = the stored allocation set of the {epoch.status} epoch (not finalized: what it would pay now); "
-                    f"simulated = its {sum(1 for r in rows if r['included'] and r['recipient_id'])} counted events re-weighed, adjustments kept")
+                    f"simulated = its {credited[0]} counted events re-weighed, adjustments kept")
 
-    simulated_decisions = epoch_decisions(rows, policy)
-    simulated = {p.recipient_id: p.proposed_units for p in proposals_of(simulated_decisions)}
     for recipient, a in allocations.items():
         if a["final_units"] is not None:
             simulated[recipient] = a["final_units"]
@@ -138,7 +153,6 @@ def simulate_epoch(store: LedgerStore, key: str, policy: Policy, baseline: Polic
     pool_sim = policy.pool.base_issuance + extra_pool
     credits_sim = {line.recipient_id: line.amount_credits for line in compute_payouts(simulated, pool_sim)}
 
-    logins = recipient_logins(r for r in rows if r["included"] and r["recipient_id"])
     table = []
     for r in sorted(set(current_units) | set(simulated)):
         cu, su, cc, sc = current_units.get(r, 0), simulated.get(r, 0), current_credits.get(r, 0), credits_sim.get(r, 0)
@@ -151,14 +165,14 @@ def simulate_epoch(store: LedgerStore, key: str, policy: Policy, baseline: Polic
         simulated=Side(policy.policy_hash, policy_source, pool_sim, sum(simulated.values()), sum(credits_sim.values()),
                        sum(1 for v in credits_sim.values() if v)),
         rows=table, warnings=policy_warnings(pinned, policy, extra_pool, "pinned" if epoch.policy_hash else "current"),
-        by_rule=rule_rows(epoch_decisions(rows, pinned), simulated_decisions),
+        by_rule=rule_rows(pinned_tally.summary(), simulated_tally.summary()),
     )
 
 
-def rule_rows(current: dict[str, Decision], simulated: dict[str, Decision]) -> list[RuleRow]:
+def rule_rows(current: list[RuleSummary], simulated: list[RuleSummary]) -> list[RuleRow]:
     """Per rule: events and units on each side (counted rules: units counted; stopping rules: 0; caps: units capped)."""
-    a = {(r.rule, r.outcome): r for r in rule_summary(current)}
-    b = {(r.rule, r.outcome): r for r in rule_summary(simulated)}
+    a = {(r.rule, r.outcome): r for r in current}
+    b = {(r.rule, r.outcome): r for r in simulated}
     order = {"counted": 0, "not counted": 1, "capped": 2}
     keys = sorted(set(a) | set(b), key=lambda k: (order[k[1]], k[0]))
 

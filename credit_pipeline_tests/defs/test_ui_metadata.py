@@ -177,13 +177,13 @@ def test_last_known_login_is_the_latest_event_of_each_account():
 
 def test_credits_are_finalizes_largest_remainder_split_and_a_zero_pool_says_so():
     allocations = [_allocation("a", 1), _allocation("b", 1), _allocation("c", 1, final=2, reason="helped")]
-    lines = allocation_lines(_state(allocations, 100), [])
+    lines = allocation_lines(_state(allocations, 100), {})
     assert [(line.recipient_id, line.credits) for line in lines] == [("c", 50), ("a", 25), ("b", 25)]
-    odd = allocation_lines(_state([_allocation("a", 1), _allocation("b", 1), _allocation("c", 1)], 100), [])
+    odd = allocation_lines(_state([_allocation("a", 1), _allocation("b", 1), _allocation("c", 1)], 100), {})
     assert sum(line.credits for line in odd) == 100 and odd[0].recipient_id == "a" and odd[0].credits == 34
 
     zero = _state(allocations, 0)
-    assert all(line.credits == 0 for line in allocation_lines(zero, []))
+    assert all(line.credits == 0 for line in allocation_lines(zero, {}))
     assert _credits_basis(zero, 4) == "the pool is 0: finalize would pay no credits"
     assert "no final units" in _credits_basis(_state([_allocation("a", 0)], 100), 0)
     assert "projection" in _credits_basis(_state(allocations, 100, status="open", recorded=False), 4)

@@ -227,7 +227,7 @@ def test_a_finalized_epoch_is_explained_as_its_statement_decided(store, reviewed
 
 def test_the_rules_view_counts_every_rule_and_compares_with_no_rules(store, reviewed):
     rows = store.curated_events(KEY)
-    view = rules_view(store, KEY, RULES_POLICY, rows)
+    view = rules_view(store, KEY, RULES_POLICY)
     summary = {(r.rule, r.outcome): (r.events, r.units) for r in view.summary}
     assert summary[("dedupe", "not counted")] == (1, 0) and summary[("units_per_person", "capped")] == (2, 800)
     assert summary[("self_review", "not counted")] == (1, 0) and summary[("pr_labels", "counted")] == (1, 0)
@@ -242,4 +242,4 @@ def test_the_rules_view_counts_every_rule_and_compares_with_no_rules(store, revi
     assert changed["discord:300"].current_units == 1200 and changed["discord:300"].simulated_units == 4000
     assert sum(r.current_credits for r in view.without_rules) == sum(r.simulated_credits for r in view.without_rules)
     # A policy without rules has nothing to compare.
-    assert rules_view(store, KEY, POLICY, rows).without_rules is None
+    assert rules_view(store, KEY, POLICY).without_rules is None

@@ -10,6 +10,7 @@ dedupe, person caps and share caps that bind, and compares every decision, every
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import HealthCheck, given, settings
@@ -20,8 +21,10 @@ from credit_pipeline.core.events import ActivityEvent
 from credit_pipeline.core.policy import validate_policy
 from credit_pipeline.core.rules import FACTS_VERSION
 from credit_pipeline.ledger.records import CurationProposal
+from credit_pipeline.stages.allocate import last_known_logins
 from credit_pipeline.stages.decisions import epoch_decisions, propose, propose_epoch, stream_decisions
 from credit_pipeline.stages.derive import allocation_drift, epoch_drift, resolution_drift
+from credit_pipeline.stages.explain import rule_summary, rules_view
 
 ANCHOR = datetime(2026, 1, 5, tzinfo=UTC)
 _weeks = itertools.count(1)
@@ -124,6 +127,16 @@ def test_an_epoch_decided_one_recipient_at_a_time_is_the_epoch_decided_at_once(s
         bindings = {("github", "1"): "bob"}
         assert epoch_drift(store, key, policy, stored, bindings) == sorted(resolution_drift(whole, bindings, policy)) \
             + allocation_drift(whole, stored, policy)
+        # The allocation asset's view (rule tallies, per-recipient stops and caps, logins, units) is the whole week's.
+        view, decided = rules_view(store, key, policy), epoch_decisions(whole, policy)
+        assert view.summary == rule_summary(decided)
+        assert view.not_counted == dict(Counter(d.recipient_id for d in decided.values() if not d.counted))
+        capped: Counter[str] = Counter()
+        for d in decided.values():
+            capped[d.recipient_id] += d.capped
+        assert view.capped == {r: c for r, c in capped.items() if c}
+        assert view.logins == last_known_logins(whole)
+        assert view.proposed == {p.recipient_id: p.proposed_units for p in propose(whole, policy)}
 
 
 def test_a_share_cap_that_binds_splits_its_cut_by_largest_remainder_across_recipients(store):
