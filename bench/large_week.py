@@ -8,8 +8,8 @@ messages in 20 allow-listed Discord channels in one week, served by the sandbox 
 ``bench/api_requests.py`` counts it), wall time and events/s, and the ledger checked against the sandbox's ground truth.
 
 Benchmark 3 (memory growth): the GitHub collector, the Discord collector and the resolver (``resolve_epoch`` +
-``allocate_epoch`` over the collected week) each run in a fresh process of their own, which reports its peak RSS
-(``ru_maxrss``) as it exits; the same week with N x the messages (``--messages-multiplier 1,10``) is run after it
+``allocate_epoch`` over the collected week, then the ``epoch_allocations`` asset's ``rules_view``) each run in a fresh process of their own, which reports its peak RSS
+(``VmHWM``, not ``ru_maxrss``, which a child inherits from its parent) as it exits; the same week with N x the messages (``--messages-multiplier 1,10``) is run after it
 in a new sandbox and database, and the peaks are printed side by side with their ratio (issue 13: < 1.5x).
 
 ``--profile`` runs the same children under ``tracemalloc`` (a thread keeps the snapshot of the highest traced
@@ -39,6 +39,16 @@ PER_PAGE = {"pull_requests": 2, "issues": 2}  # a listing page and the GraphQL d
 
 
 def maxrss_mib() -> float:
+    """This process's own peak RSS: ``VmHWM`` of its address space. Not ``ru_maxrss``: Linux keeps that across
+    ``execve``, so a child started by this orchestrator reported the orchestrator's peak (its sets of a week's
+    event ids) whenever that was higher than its own; the figures before 2026-12-04 carry that error."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
@@ -132,7 +142,16 @@ def child(mode: str, config_file: str) -> int:
         t1 = time.perf_counter()
         allocated = allocate_epoch(store, key, policy, now=now)
         out.update(allocate_seconds=round(time.perf_counter() - t1, 1), entered_review=allocated.entered_review,
-                   review_blocked=allocated.review_blocked, recipients=len(allocated.state.final_units))
+                   review_blocked=allocated.review_blocked, recipients=len(allocated.state.final_units),
+                   allocate_rss_mib=round(maxrss_mib(), 1))
+        # What the epoch_allocations asset adds for its metadata: the rules view (and, under rules, the same
+        # policy simulated without them), read one recipient at a time.
+        from credit_pipeline.stages.explain import rules_view
+        from credit_pipeline.stages.resolve import effective_policy
+
+        t2 = time.perf_counter()
+        view = rules_view(store, key, effective_policy(store.get_epoch(key), policy))
+        out.update(view_seconds=round(time.perf_counter() - t2, 1), view_rules=len(view.summary))
     out["seconds"] = round(time.perf_counter() - started, 2)
     if profiler:
         out["profile"] = profiler.report()
@@ -301,7 +320,7 @@ def run_week(args: argparse.Namespace, multiplier: float, profile: bool) -> dict
         else:
             result["resolve"] = run_child("resolve", {**base, "now": (end + timedelta(hours=2)).isoformat()})
         if result["resolve"]:
-            print(f"  resolved + allocated in {result['resolve']['seconds']:.1f} s, peak RSS {result['resolve']['peak_rss_mib']:,.0f} MiB", flush=True)
+            print(f"  resolved + allocated + the asset's rules view in {result['resolve']['seconds']:.1f} s, peak RSS {result['resolve']['peak_rss_mib']:,.0f} MiB", flush=True)
     finally:
         sandbox.stop()
         drop()
@@ -378,7 +397,8 @@ def print_growth(weeks: list[dict]) -> None:
             ("github collector", lambda w: w["collect"]["github"]["peak_rss_mib"]),
             ("discord collector", lambda w: w["collect"]["discord"]["peak_rss_mib"]),
             ("resolver (resolve)", lambda w: (w["resolve"] or {}).get("resolve_rss_mib", math.nan)),
-            ("resolver (+allocate)", lambda w: (w["resolve"] or {}).get("peak_rss_mib", math.nan))]
+            ("resolver (+allocate)", lambda w: (w["resolve"] or {}).get("allocate_rss_mib", math.nan)),
+            ("+ the asset's view", lambda w: (w["resolve"] or {}).get("peak_rss_mib", math.nan))]
     for name, get in rows:
         cells = "".join(f" {get(w):>12,.0f}" for w in weeks)
         rs = "".join(f" {get(w) / max(get(base), 1e-9):>9.2f}x" for w in weeks[1:])

@@ -12,7 +12,7 @@ rule and outcome, per recipient, and what the same policy would pay without its 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -23,7 +23,7 @@ from credit_pipeline.core.rules import Decision
 from credit_pipeline.core.statement import iso_utc
 from credit_pipeline.ledger.store import LedgerError, LedgerStore
 from credit_pipeline.stages.allocate import last_known_logins
-from credit_pipeline.stages.decisions import algorithm_version, epoch_decisions, proposals_of, stream_decisions
+from credit_pipeline.stages.decisions import algorithm_version, proposals_of, stream_decisions
 from credit_pipeline.stages.resolve import effective_policy, effective_policy_hash
 
 ADMIN_EXCLUDED = "excluded"  # the "rule" of an event an admin excluded (curate --exclude): no policy rule saw it
@@ -85,11 +85,16 @@ def _explained(row: dict[str, Any], d: Decision | None) -> ExplainedEvent:
                           dict(d.caps))
 
 
-def _unknown(key: str, recipient_id: str, rows: list[dict[str, Any]], stored: dict[str, Any]) -> LedgerError:
+def _unknown(key: str, recipient_id: str, rows: Iterable[dict[str, Any]], stored: dict[str, Any]) -> LedgerError:
     """The refusal for a recipient the epoch does not know, with the ids it does know (and a login's id)."""
-    known = sorted({r["recipient_id"] for r in rows if r["recipient_id"]} | set(stored))
     wanted = recipient_id.casefold()  # GitHub logins are case-insensitive; a display name is typed as seen
-    by_login = sorted({r["recipient_id"] for r in rows if r["recipient_id"] and (r["platform_login"] or "").casefold() == wanted})
+    known_ids, login_ids = set(stored), set()
+    for r in rows:  # may be a stream: only recipient ids are kept
+        if r["recipient_id"]:
+            known_ids.add(r["recipient_id"])
+            if (r["platform_login"] or "").casefold() == wanted:
+                login_ids.add(r["recipient_id"])
+    known, by_login = sorted(known_ids), sorted(login_ids)
     if by_login:
         hint = f"; {excerpt(recipient_id)} is the login of {', '.join(by_login)}: pass that id"
     elif known:
@@ -110,12 +115,15 @@ def explain_recipient(store: LedgerStore, key: str, policy: Policy | None, recip
     if epoch is None:
         raise LedgerError(f"epoch {key} does not exist yet; collect and resolve it first (credit-pipeline epochs lists the epochs)")
     rules = effective_policy(epoch, policy)
-    rows = store.curated_events(key)
     stored = {a["recipient_id"]: a for a in store.allocations(key)}
-    mine = sorted((r for r in rows if r["recipient_id"] == recipient_id), key=lambda r: (r["event_time"], r["event_id"]))
+    # The epoch one recipient at a time (``stream_decisions``): only this recipient's rows are kept, in time order.
+    mine, decisions = [], {}
+    for group, decided in stream_decisions(store, key, rules):
+        if group[0]["recipient_id"] == recipient_id:
+            mine, decisions = sorted(group, key=lambda r: (r["event_time"], r["event_id"])), decided
+            break
     if not mine and recipient_id not in stored:
-        raise _unknown(key, recipient_id, rows, stored)
-    decisions = epoch_decisions(rows, rules)
+        raise _unknown(key, recipient_id, (r for group in store.curated_groups(key) for r in group), stored)
     events = [_explained(r, decisions.get(r["event_id"])) for r in mine]
     counted = [e for e in events if e.counted]
     capped: Counter[str] = Counter()
