@@ -226,7 +226,7 @@ def rules_view(store: LedgerStore, key: str, policy: Policy) -> RulesView:
     a time (``stream_decisions``), so the view of a week of millions of events holds only its tallies; the same
     pass gives each recipient's last-known logins and proposed units (for the asset's table and its check).
     """
-    from credit_pipeline.stages.simulate import simulate_epoch  # simulate imports rule_summary from here
+    from credit_pipeline.stages.simulate import simulate_epoch  # simulate imports RuleTally from here
 
     tally, not_counted, capped, proposed = RuleTally(), Counter(), Counter(), {}
 
