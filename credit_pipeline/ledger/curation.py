@@ -16,8 +16,7 @@ from credit_pipeline.core.policy import POOL_COMPONENTS
 from credit_pipeline.core.rules import FACTS_VERSION
 from credit_pipeline.ledger import tables as t
 from credit_pipeline.ledger.records import CurationProposal, EpochStateError, LedgerError
-from credit_pipeline.ledger.copy_rows import _text as _copy_text
-from credit_pipeline.ledger.copy_rows import copy_from, rows_copy_text
+from credit_pipeline.ledger.copy_rows import _text as _copy_text, copy_from, rows_copy_text
 from credit_pipeline.ledger.store_base import StoreBase, as_dicts
 
 
@@ -34,6 +33,18 @@ _UPSERT_STAGED_CURATION = (
     "ON CONFLICT (event_id) DO UPDATE SET recipient_id = excluded.recipient_id, resolution = excluded.resolution, resolved_at = now() "
     "WHERE c.epoch_key = excluded.epoch_key AND (c.recipient_id IS DISTINCT FROM excluded.recipient_id OR c.resolution <> excluded.resolution) "
     "RETURNING c.event_id")
+
+
+def _curated_query(key: str) -> sa.Select:
+    """Epoch ``key``'s curation rows joined with their events (no payloads) and their facts at ``FACTS_VERSION``."""
+    c, e, f = t.activity_curation.c, t.activity_events.c, t.event_facts.c
+    return (
+        sa.select(c.event_id, c.recipient_id, c.resolution, c.included, c.weight_override, c.note, c.curated_by, c.curated_at,
+                  e.source, e.event_type, e.platform_user_id, e.platform_login, e.is_bot, e.event_time, e.payload_hash, f.facts)
+        .join_from(t.activity_curation, t.activity_events, c.event_id == e.event_id)
+        .outerjoin(t.event_facts, sa.and_(f.event_id == c.event_id, f.facts_version == FACTS_VERSION))
+        .where(c.epoch_key == parse_epoch_key(key))
+    )
 
 
 class CurationStore(StoreBase):
@@ -86,15 +97,7 @@ class CurationStore(StoreBase):
     def curated_events(self, key: str, conn: Connection | None = None) -> list[dict[str, Any]]:
         """The epoch's curation rows joined with their events (no payloads) and their rule facts (``facts``,
         None where not derived yet at ``FACTS_VERSION``)."""
-        c, e, f = t.activity_curation.c, t.activity_events.c, t.event_facts.c
-        query = (
-            sa.select(c.event_id, c.recipient_id, c.resolution, c.included, c.weight_override, c.note, c.curated_by, c.curated_at,
-                      e.source, e.event_type, e.platform_user_id, e.platform_login, e.is_bot, e.event_time, e.payload_hash, f.facts)
-            .join_from(t.activity_curation, t.activity_events, c.event_id == e.event_id)
-            .outerjoin(t.event_facts, sa.and_(f.event_id == c.event_id, f.facts_version == FACTS_VERSION))
-            .where(c.epoch_key == parse_epoch_key(key))
-            .order_by(c.event_id)
-        )
+        query = _curated_query(key).order_by(t.activity_curation.c.event_id)
         with self._reading(conn) as conn:
             return as_dicts(conn.execute(query))
 
@@ -103,16 +106,9 @@ class CurationStore(StoreBase):
         """``curated_events``' rows one recipient at a time (the rows without one last, as one group), each group in
         ``(event_time, event_id)`` order, read through a server-side cursor ``batch`` rows at a time: an epoch of
         millions of events is never in memory at once, only its largest recipient's rows."""
-        c, e, f = t.activity_curation.c, t.activity_events.c, t.event_facts.c
-        query = (
-            sa.select(c.event_id, c.recipient_id, c.resolution, c.included, c.weight_override, c.note, c.curated_by, c.curated_at,
-                      e.source, e.event_type, e.platform_user_id, e.platform_login, e.is_bot, e.event_time, e.payload_hash, f.facts)
-            .join_from(t.activity_curation, t.activity_events, c.event_id == e.event_id)
-            .outerjoin(t.event_facts, sa.and_(f.event_id == c.event_id, f.facts_version == FACTS_VERSION))
-            .where(c.epoch_key == parse_epoch_key(key))
-            .order_by(c.recipient_id.asc().nulls_last(), e.event_time, c.event_id)
-            .execution_options(stream_results=True, yield_per=batch)
-        )
+        c, e = t.activity_curation.c, t.activity_events.c
+        query = (_curated_query(key).order_by(c.recipient_id.asc().nulls_last(), e.event_time, c.event_id)
+                 .execution_options(stream_results=True, yield_per=batch))
         if event_type is not None:
             query = query.where(e.event_type == event_type)
         with self._reading(conn) as conn:
