@@ -55,12 +55,12 @@ def pg_server_url() -> str:
 
 
 @contextmanager
-def scratch_database(server_url: str, name: str, template: str | None = None) -> Iterator[str]:
-    """Create a database (optionally from a template), yield its URL, drop it afterwards."""
+def scratch_database(server_url: str, name: str, template: str | None = None, options: str = "") -> Iterator[str]:
+    """Create a database (optionally from a template, with ``options`` of CREATE DATABASE), yield its URL, drop it afterwards."""
     admin = _admin(server_url)
     with admin.connect() as conn:
         conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else "") + (f" {options}" if options else ""))
     try:
         yield with_database(server_url, name)
     finally:

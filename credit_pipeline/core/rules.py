@@ -79,19 +79,119 @@ def referenced_issues(events: Iterable[RuleEvent]) -> frozenset[str]:
 
 
 def decide_recipients(events: Iterable[RuleEvent], policy: Policy, referenced: frozenset[str]) -> dict[str, Decision]:
-    """The decisions before ``caps.pool_share``, given the epoch's ``referenced`` issues.
+    """The decisions before ``caps.pool_share``, given the epoch's ``referenced`` issues (in time order).
 
     Every rule but the share cap compares an event only with events of the same recipient, so for any set of
-    events that holds all of each of its recipients' candidates this equals ``decide`` before the share caps:
-    an epoch can be decided one recipient at a time (``stages.decisions.stream_decisions``).
+    events that holds all of each of its recipients' candidates this equals ``decide`` before the share caps.
+    It is ``RecipientRules`` fed one recipient at a time, which is how a stored epoch is decided without holding
+    it (``stages.decisions.stream_decisions``).
     """
     ordered = sorted(events, key=_order)
-    decisions = {e.event_id: _weigh(e, policy, referenced) for e in ordered}
-    if policy.rules is None:
-        return decisions
-    _group_rules(ordered, decisions, policy)
-    _person_caps(ordered, decisions, policy)
-    return decisions
+    by_recipient = sorted(ordered, key=lambda e: (e.recipient_id, e.event_time, e.event_id))
+    rules = RecipientRules(policy, referenced, best_reviews(by_recipient, policy))
+    decided = {e.event_id: rules.decide(e) for e in by_recipient}
+    return {e.event_id: decided[e.event_id] for e in ordered}
+
+
+def best_reviews(events: Iterable[RuleEvent], policy: Policy) -> dict[tuple[Any, str], str]:
+    """``one_review_per_pr``: per (PR, recipient), the review that is credited: the heaviest that the rules on the
+    review alone let count (overrides are exempt), the earliest on a tie. ``events`` are in ``(event_time,
+    event_id)`` order within each recipient; only reviews are read, so a stream of the epoch's reviews will do."""
+    if policy.rules is None or not policy.rules.github.one_review_per_pr:
+        return {}
+    best: dict[tuple[Any, str], tuple[str, int]] = {}
+    for e in events:
+        if e.event_type != "review_submitted":
+            continue
+        d = _weigh(e, policy)
+        if d.counted and d.rule != "override":
+            k = (e.facts.get("pr"), e.recipient_id)
+            if k not in best or d.weight > best[k][1]:
+                best[k] = (e.event_id, d.weight)  # strictly heavier wins; on a tie the earliest stays
+    return {k: event_id for k, (event_id, _) in best.items()}
+
+
+class RecipientRules:
+    """Every rule but ``caps.pool_share``, one event at a time: each recipient's events are fed together, in
+    ``(event_time, event_id)`` order, and each gets its decision at once.
+
+    The rules that compare an event with others need only what came before it of the same recipient: dedupe the
+    contents already counted per channel, the daily cap the day's count per channel, the person caps the units
+    so far per source; one review per PR is known beforehand (``best_reviews``). So the state is one recipient's,
+    dropped when the next begins, and a recipient of a million messages is decided without holding them. Events
+    out of that order are refused (``ValueError``): the decisions would silently differ.
+    """
+
+    def __init__(self, policy: Policy, referenced: frozenset[str] = frozenset(),
+                 best: Mapping[tuple[Any, str], str] | None = None) -> None:
+        self.policy, self.referenced = policy, referenced
+        self.best = best if best is not None else {}
+        self._recipient: str | None = None
+        self._last: tuple[datetime, str] | None = None
+        self._done: set[str] = set()
+        self._first: dict[tuple[Any, Any], str] = {}  # (channel, content) -> the first counted message with it
+        self._today: dict[Any, int] = {}  # channel -> messages counted so far on the day of ``_day``
+        self._day: Any = None
+        self._used: dict[str, int] = defaultdict(int)  # source -> units counted so far
+
+    def _begin(self, e: RuleEvent) -> None:
+        if e.recipient_id != self._recipient:
+            if e.recipient_id in self._done:
+                raise ValueError(f"the events of recipient {e.recipient_id} were not fed together")
+            if self._recipient is not None:
+                self._done.add(self._recipient)
+            self._recipient, self._last = e.recipient_id, None
+            self._first, self._today, self._day, self._used = {}, {}, None, defaultdict(int)
+        at = _order(e)
+        if self._last is not None and at <= self._last:
+            raise ValueError(f"event {e.event_id} of {e.recipient_id} came after {self._last[1]}: "
+                             "feed each recipient's events in (event_time, event_id) order")
+        self._last = at
+
+    def decide(self, e: RuleEvent) -> Decision:
+        self._begin(e)
+        d = _weigh(e, self.policy, self.referenced)
+        rules = self.policy.rules
+        if rules is None:
+            return d
+        if d.counted and d.rule != "override":
+            d = self._compare(e, d, rules)
+        cap = rules.caps.units_per_person.get(e.source)
+        if cap is not None and d.counted:  # ``caps.units_per_person``: the recipient's units from a source, up to the cap
+            units = max(0, min(d.units, cap - self._used[e.source]))
+            self._used[e.source] += units
+            if units < d.units:
+                d = _capped(d, units, "units_per_person")
+        return d
+
+    def _compare(self, e: RuleEvent, d: Decision, rules: Any) -> Decision:
+        """The rules that compare a live event with others: one review per PR, dedupe, the daily cap."""
+        if e.event_type == "review_submitted" and rules.github.one_review_per_pr:
+            kept = self.best.get((e.facts.get("pr"), e.recipient_id))
+            if kept is None:
+                raise ValueError(f"review {e.event_id} is not in best_reviews: read every review of the epoch first")
+            if kept != e.event_id:
+                return _stopped(d, "one_review_per_pr", f"{kept} is this reviewer's credited review of {e.facts.get('pr')}")
+            return d
+        if e.event_type != "message_sent":
+            return d
+        channel = e.facts.get("channel_id")
+        discord = rules.discord
+        if discord.dedupe and int(e.facts.get("length") or 0) > 0:
+            k = (channel, e.facts.get("content_sha256"))
+            first = self._first.get(k)
+            if first is not None:
+                return _stopped(d, "dedupe", f"same content as {first} in this channel")
+            self._first[k] = e.event_id
+        if discord.daily_cap is not None:
+            day = e.event_time.date()
+            if day != self._day:  # events come in time order: an earlier day never comes back
+                self._day, self._today = day, {}
+            seen = self._today[channel] = self._today.get(channel, 0) + 1
+            if seen > discord.daily_cap:
+                return _stopped(d, "daily_cap", f"message {seen} of the day (UTC {day}) in this channel; the cap is "
+                                                f"{discord.daily_cap}")
+        return d
 
 
 def _decision(e: RuleEvent, rule: str, detail: str, weight: int | None) -> Decision:
@@ -166,71 +266,13 @@ def _lines(facts: Mapping[str, Any]) -> int | None:
     return None
 
 
-def _stop(decisions: dict[str, Decision], e: RuleEvent, rule: str, detail: str) -> None:
-    d = decisions[e.event_id]
-    decisions[e.event_id] = Decision(d.event_id, d.recipient_id, d.source, False, rule, detail, 0, 0)
-
-
-def _group_rules(ordered: list[RuleEvent], decisions: dict[str, Decision], policy: Policy) -> None:
-    """Rules that compare an event with others: one review per PR, dedupe, the daily cap (overrides are exempt)."""
-    rules = policy.rules
-    assert rules is not None
-
-    def live(e: RuleEvent, event_type: str) -> bool:
-        d = decisions[e.event_id]
-        return e.event_type == event_type and d.counted and d.rule != "override"
-
-    if rules.github.one_review_per_pr:
-        best: dict[tuple[Any, str], RuleEvent] = {}
-        for e in ordered:
-            if live(e, "review_submitted"):
-                k = (e.facts.get("pr"), e.recipient_id)
-                if k not in best or decisions[e.event_id].weight > decisions[best[k].event_id].weight:
-                    best[k] = e  # strictly heavier wins; on a tie the earliest stays
-        for e in ordered:
-            if live(e, "review_submitted") and best[(e.facts.get("pr"), e.recipient_id)] is not e:
-                kept = best[(e.facts.get("pr"), e.recipient_id)]
-                _stop(decisions, e, "one_review_per_pr", f"{kept.event_id} is this reviewer's credited review of {e.facts.get('pr')}")
-    d = rules.discord
-    if d.dedupe:
-        first: dict[tuple[Any, ...], str] = {}
-        for e in ordered:
-            if live(e, "message_sent") and int(e.facts.get("length") or 0) > 0:
-                k = (e.recipient_id, e.facts.get("channel_id"), e.facts.get("content_sha256"))
-                if k in first:
-                    _stop(decisions, e, "dedupe", f"same content as {first[k]} in this channel")
-                else:
-                    first[k] = e.event_id
-    if d.daily_cap is not None:
-        seen: dict[tuple[Any, ...], int] = defaultdict(int)
-        for e in ordered:
-            if live(e, "message_sent"):
-                k = (e.recipient_id, e.facts.get("channel_id"), e.event_time.date())
-                seen[k] += 1
-                if seen[k] > d.daily_cap:
-                    _stop(decisions, e, "daily_cap", f"message {seen[k]} of the day (UTC {e.event_time.date()}) in this "
-                                                     f"channel; the cap is {d.daily_cap}")
+def _stopped(d: Decision, rule: str, detail: str) -> Decision:
+    return Decision(d.event_id, d.recipient_id, d.source, False, rule, detail, 0, 0)
 
 
 def _capped(d: Decision, units: int, rule: str) -> Decision:
     return Decision(d.event_id, d.recipient_id, d.source, d.counted, d.rule, d.detail, d.weight, units,
                     d.capped + (d.units - units), d.caps + ((rule, d.units - units),))
-
-
-def _person_caps(ordered: list[RuleEvent], decisions: dict[str, Decision], policy: Policy) -> None:
-    """``caps.units_per_person``: each person's units from a source, in event order, up to the cap."""
-    caps = policy.rules.caps.units_per_person if policy.rules else {}
-    used: dict[tuple[str, str], int] = defaultdict(int)
-    for e in ordered:
-        d = decisions[e.event_id]
-        cap = caps.get(e.source)
-        if cap is None or not d.counted:
-            continue
-        k = (e.recipient_id, e.source)
-        units = max(0, min(d.units, cap - used[k]))
-        used[k] += units
-        if units < d.units:
-            decisions[e.event_id] = _capped(d, units, "units_per_person")
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,10 +336,11 @@ class RecipientTotals:
     capped: int
 
 
-def totals(decisions: Mapping[str, Decision]) -> list[RecipientTotals]:
-    """Units, counted events and capped units per recipient with at least one counted event; sorted by id."""
+def totals(decisions: Mapping[str, Decision] | Iterable[Decision]) -> list[RecipientTotals]:
+    """Units, counted events and capped units per recipient with at least one counted event; sorted by id.
+    ``decisions`` by event id, or a stream of them."""
     acc: dict[str, list[int]] = {}
-    for d in decisions.values():
+    for d in decisions.values() if isinstance(decisions, Mapping) else decisions:
         if d.counted:
             row = acc.setdefault(d.recipient_id, [0, 0, 0])
             row[0] += d.units

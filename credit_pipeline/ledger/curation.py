@@ -101,22 +101,22 @@ class CurationStore(StoreBase):
         with self._reading(conn) as conn:
             return as_dicts(conn.execute(query))
 
-    def curated_groups(self, key: str, conn: Connection | None = None, *, event_type: str | None = None,
-                       batch: int = 5000) -> Iterator[list[dict[str, Any]]]:
-        """``curated_events``' rows one recipient at a time (the rows without one last, as one group), each group in
+    def curated_rows(self, key: str, conn: Connection | None = None, *, event_type: str | None = None,
+                     batch: int = 5000) -> Iterator[dict[str, Any]]:
+        """``curated_events``' rows one recipient's together (the rows crediting no one last), each recipient's in
         ``(event_time, event_id)`` order, read through a server-side cursor ``batch`` rows at a time: an epoch of
-        millions of events is never in memory at once, only its largest recipient's rows."""
+        millions of events is never in memory. Ids sort by code point (``COLLATE "C"``) whatever the database's
+        collation, as Python compares them: the rules walk them in that order (``core.rules.RecipientRules``)."""
         c, e = t.activity_curation.c, t.activity_events.c
-        query = (_curated_query(key).order_by(c.recipient_id.asc().nulls_last(), e.event_time, c.event_id)
+        query = (_curated_query(key).order_by(c.recipient_id.collate("C").asc().nulls_last(), e.event_time, c.event_id.collate("C"))
                  .execution_options(stream_results=True, yield_per=batch))
         if event_type is not None:
             query = query.where(e.event_type == event_type)
         with self._reading(conn) as conn:
             result = conn.execute(query)
             keys = list(result.keys())
-            rows = (dict(zip(keys, row)) for row in result)
-            for _, group in itertools.groupby(rows, key=lambda r: r["recipient_id"]):
-                yield list(group)
+            for row in result:
+                yield dict(zip(keys, row))
 
     def ranked_remainders(self, rows: Iterable[tuple[str, str, int]], leftovers: Callable[[], dict[str, int]]) -> dict[str, tuple[int, str]]:
         """The largest-remainder boundary of each source, with bounded memory: ``rows`` (source, event_id,

@@ -86,7 +86,7 @@ def last_known_logins(rows: Iterable[dict[str, Any]]) -> dict[str, str]:
     A claimant has one account (``github:12345`` -> ``octocat``); a person with accounts on several
     providers gets them all, most recent first (``alice-gh (github), Alice (discord)``). Events carry
     the login the source reported when they happened, so the latest one is the last known. ``rows`` may be a
-    stream (``store.curated_groups``): only each account's latest row is kept.
+    stream (``store.curated_rows``): only each account's latest row is kept.
     """
     latest: dict[str, dict[tuple[str, str], dict[str, Any]]] = {}
     for r in rows:

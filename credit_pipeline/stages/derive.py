@@ -8,11 +8,12 @@ from the rows they read and refuse on any difference (``drift``), naming what di
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from credit_pipeline.core.allocation import ProposedAllocation, resolve_recipient
 from credit_pipeline.core.policy import Policy
+from credit_pipeline.core.rules import Decision
 from credit_pipeline.ledger.store import LedgerStore
 from credit_pipeline.stages.decisions import account_of, algorithm_version, proposals_of, propose, propose_epoch, stream_decisions
 from credit_pipeline.stages.resolve import effective_policy, resolve_epoch
@@ -38,7 +39,7 @@ def resolution_drift(rows: list[dict[str, Any]], bindings: Mapping[tuple[str, st
     return [line for _, line in _resolution_drift(rows, bindings, policy)]
 
 
-def _resolution_drift(rows: list[dict[str, Any]], bindings: Mapping[tuple[str, str], str], policy: Policy) -> list[tuple[str, str]]:
+def _resolution_drift(rows: Iterable[dict[str, Any]], bindings: Mapping[tuple[str, str], str], policy: Policy) -> list[tuple[str, str]]:
     drift = []
     for r in rows:
         user_id, login, is_bot = account_of(r, policy)
@@ -60,10 +61,14 @@ def epoch_drift(store: LedgerStore, key: str, policy: Policy, allocations: list[
     """``resolution_drift`` + ``allocation_drift`` over epoch ``key``'s curated rows, streamed one recipient at a
     time (``stream_decisions``): the same lines (by event id, then by recipient), never the whole epoch in memory."""
     resolution: list[tuple[str, str]] = []
-    derived: list[ProposedAllocation] = []
-    for group, decisions in stream_decisions(store, key, policy):
-        resolution.extend(_resolution_drift(group, bindings, policy))
-        derived.extend(proposals_of(decisions))
+
+    def decisions() -> Iterator[Decision]:
+        for row, d in stream_decisions(store, key, policy):
+            resolution.extend(_resolution_drift((row,), bindings, policy))
+            if d is not None:
+                yield d
+
+    derived = proposals_of(decisions())
     return [line for _, line in sorted(resolution)] + proposal_drift(derived, allocations)
 
 

@@ -12,7 +12,7 @@ rule and outcome, per recipient, and what the same policy would pay without its 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -23,7 +23,7 @@ from credit_pipeline.core.rules import Decision
 from credit_pipeline.core.statement import iso_utc
 from credit_pipeline.ledger.store import LedgerError, LedgerStore
 from credit_pipeline.stages.allocate import last_known_logins
-from credit_pipeline.stages.decisions import algorithm_version, proposals_of, stream_decisions
+from credit_pipeline.stages.decisions import algorithm_version, stream_decisions
 from credit_pipeline.stages.resolve import effective_policy, effective_policy_hash
 
 ADMIN_EXCLUDED = "excluded"  # the "rule" of an event an admin excluded (curate --exclude): no policy rule saw it
@@ -116,14 +116,18 @@ def explain_recipient(store: LedgerStore, key: str, policy: Policy | None, recip
         raise LedgerError(f"epoch {key} does not exist yet; collect and resolve it first (credit-pipeline epochs lists the epochs)")
     rules = effective_policy(epoch, policy)
     stored = {a["recipient_id"]: a for a in store.allocations(key)}
-    # The epoch one recipient at a time (``stream_decisions``): only this recipient's rows are kept, in time order.
+    # The epoch a row at a time (``stream_decisions``): only this recipient's rows are kept (they come together, in
+    # time order), and the pass stops after them.
     mine, decisions = [], {}
-    for group, decided in stream_decisions(store, key, rules):
-        if group[0]["recipient_id"] == recipient_id:
-            mine, decisions = sorted(group, key=lambda r: (r["event_time"], r["event_id"])), decided
+    for row, d in stream_decisions(store, key, rules):
+        if row["recipient_id"] == recipient_id:
+            mine.append(row)
+            if d is not None:
+                decisions[d.event_id] = d
+        elif mine:
             break
     if not mine and recipient_id not in stored:
-        raise _unknown(key, recipient_id, (r for group in store.curated_groups(key) for r in group), stored)
+        raise _unknown(key, recipient_id, store.curated_rows(key), stored)
     events = [_explained(r, decisions.get(r["event_id"])) for r in mine]
     counted = [e for e in events if e.counted]
     capped: Counter[str] = Counter()
@@ -172,13 +176,13 @@ OUTCOME_ORDER = {"counted": 0, "not counted": 1, "capped": 2}
 
 
 class RuleTally:
-    """``rule_summary`` added up a recipient at a time (``add`` each group's decisions), for streamed passes."""
+    """``rule_summary`` added up as decisions pass (``add`` them by event id, or any iterable of them), for streamed passes."""
 
     def __init__(self) -> None:
         self._acc: dict[tuple[str, str], list[int]] = {}
 
-    def add(self, decisions: dict[str, Decision]) -> RuleTally:
-        for d in decisions.values():
+    def add(self, decisions: Mapping[str, Decision] | Iterable[Decision]) -> RuleTally:
+        for d in decisions.values() if isinstance(decisions, Mapping) else decisions:
             row = self._acc.setdefault((d.rule, "counted" if d.counted else "not counted"), [0, 0])
             row[0] += 1
             row[1] += d.units
@@ -222,22 +226,23 @@ class RulesView:
 def rules_view(store: LedgerStore, key: str, policy: Policy) -> RulesView:
     """Per rule and per recipient, what the epoch's policy decided; with rules, the comparison with none.
 
-    ``policy`` is the policy the epoch follows (``effective_policy``). The curated rows are read one recipient at
-    a time (``stream_decisions``), so the view of a week of millions of events holds only its tallies; the same
+    ``policy`` is the policy the epoch follows (``effective_policy``). The curated rows are read a row at a time
+    (``stream_decisions``), so the view of a week of millions of events holds only its tallies; the same
     pass gives each recipient's last-known logins and proposed units (for the asset's table and its check).
     """
     from credit_pipeline.stages.simulate import simulate_epoch  # simulate imports RuleTally from here
 
     tally, not_counted, capped, proposed = RuleTally(), Counter(), Counter(), {}
 
-    def rows() -> Iterator[dict[str, Any]]:  # the pass: tallies each recipient's decisions, hands its rows on
-        for group, decisions in stream_decisions(store, key, policy):
-            tally.add(decisions)
-            for d in decisions.values():
+    def rows() -> Iterator[dict[str, Any]]:  # the pass: tallies each row's decision, hands the row on
+        for row, d in stream_decisions(store, key, policy):
+            if d is not None:
+                tally.add((d,))
                 not_counted[d.recipient_id] += not d.counted
                 capped[d.recipient_id] += d.capped
-            proposed.update((p.recipient_id, p.proposed_units) for p in proposals_of(decisions))
-            yield from group
+                if d.counted:  # the proposals (``proposals_of``), summed as the rows pass
+                    proposed[d.recipient_id] = proposed.get(d.recipient_id, 0) + d.units
+            yield row
 
     logins = last_known_logins(rows())
     comparison = None

@@ -70,7 +70,7 @@ def unresolved_accounts(store: LedgerStore) -> list[dict[str, Any]]:
                     r["epochs"].append(key)
                     r["login"] = logins.get(line["recipient_id"]) or r["login"]
         else:
-            logins = last_known_logins(r for group in store.curated_groups(key) for r in group)  # streamed
+            logins = last_known_logins(store.curated_rows(key))  # streamed
             for a in store.allocations(key):
                 rid = a["recipient_id"]
                 if is_claimant(rid) and rid not in bound:

@@ -189,26 +189,24 @@ def _resolve_batch(store: LedgerStore, key: str, chosen: list[dict], rules: Poli
 
 
 def summarize_curation(store: LedgerStore, key: str, policy: Policy, report: ResolveReport) -> None:
-    """Fill counts by resolution and the unresolved accounts (login, events, weight), one recipient at a time."""
+    """Fill counts by resolution and the unresolved accounts (login, events, weight), a row at a time."""
     report.outside_window = store.count_curated_outside_window(key)
     by_resolution: Counter = Counter()
     curated = resolved_weight = 0
     accounts: dict[tuple[str, str], list] = {}  # (provider, external_id) -> [latest event_time, its login, events, weight]
-    for group, decisions in stream_decisions(store, key, policy):
-        for r in group:
-            curated += 1
-            by_resolution[r["resolution"]] += 1
-            d = decisions.get(r["event_id"])
-            units = d.units if d is not None else 0
-            if r["included"] and r["resolution"] == "bound":
-                resolved_weight += units
-            if r["resolution"] in (CLAIMANT, "unresolved_excluded"):
-                a = accounts.setdefault((r["source"], r["platform_user_id"]), [r["event_time"], r["platform_login"], 0, 0])
-                if r["event_time"] > a[0]:
-                    a[0], a[1] = r["event_time"], r["platform_login"]
-                if r["included"]:
-                    a[2] += 1
-                    a[3] += units
+    for r, d in stream_decisions(store, key, policy):
+        curated += 1
+        by_resolution[r["resolution"]] += 1
+        units = d.units if d is not None else 0
+        if r["included"] and r["resolution"] == "bound":
+            resolved_weight += units
+        if r["resolution"] in (CLAIMANT, "unresolved_excluded"):
+            a = accounts.setdefault((r["source"], r["platform_user_id"]), [r["event_time"], r["platform_login"], 0, 0])
+            if r["event_time"] > a[0]:
+                a[0], a[1] = r["event_time"], r["platform_login"]
+            if r["included"]:
+                a[2] += 1
+                a[3] += units
     report.curated, report.resolved_weight, report.by_resolution = curated, resolved_weight, dict(by_resolution)
     report.unresolved = sorted(
         (UnresolvedAccount(provider=provider, external_id=external_id, login=login, events=events, weight=weight)

@@ -28,7 +28,7 @@ from credit_pipeline.core.payouts import compute_payouts
 from credit_pipeline.core.policy import Policy
 from credit_pipeline.core.statement import effective_corrections, final_units
 from credit_pipeline.ledger.store import LedgerError, LedgerStore
-from credit_pipeline.stages.decisions import proposals_of, stream_decisions
+from credit_pipeline.stages.decisions import stream_decisions
 from credit_pipeline.stages.explain import RuleSummary, RuleTally
 from credit_pipeline.stages.export import recipient_logins
 from credit_pipeline.stages.resolve import effective_policy
@@ -106,23 +106,25 @@ def simulate_epoch(store: LedgerStore, key: str, policy: Policy, baseline: Polic
     extra_pool = sum(c["amount"] for c in components if c["component_id"] != "base_issuance")
     statements = store.statement_rows(key) if epoch.status == "finalized" else []
 
-    # One streamed pass under the simulated policy (``stream_decisions``: a recipient's rows at a time) gives its
+    # One streamed pass under the simulated policy (``stream_decisions``: a row at a time) gives its
     # proposals, its rule tallies, the credited events and their logins; one under the pinned policy its tallies.
     simulated_tally, credited, simulated = RuleTally(), [0], {}
 
     def credited_rows() -> Iterator[dict[str, Any]]:
-        for group, decisions in stream_decisions(store, key, policy):
-            simulated_tally.add(decisions)
-            simulated.update((p.recipient_id, p.proposed_units) for p in proposals_of(decisions))
-            for r in group:
-                if r["included"] and r["recipient_id"]:
-                    credited[0] += 1
-                    yield r
+        for r, d in stream_decisions(store, key, policy):
+            if d is not None:
+                simulated_tally.add((d,))
+                if d.counted:  # the proposals (``proposals_of``), summed as the rows pass
+                    simulated[d.recipient_id] = simulated.get(d.recipient_id, 0) + d.units
+            if r["included"] and r["recipient_id"]:
+                credited[0] += 1
+                yield r
 
     logins = recipient_logins(credited_rows())
     pinned_tally = RuleTally()
-    for _, decisions in stream_decisions(store, key, pinned):
-        pinned_tally.add(decisions)
+    for _, d in stream_decisions(store, key, pinned):
+        if d is not None:
+            pinned_tally.add((d,))
 
     if statements:
         latest = statements[-1]

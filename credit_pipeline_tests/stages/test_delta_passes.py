@@ -125,6 +125,7 @@ class DeltaSequences(RuleBasedStateMachine):
         self.store = LedgerStore(self.engine)
         week(self.store, 6)
         self.next = 1000
+        self.clean = False  # True while nothing but facts outside the week was written since the last pass
 
     def teardown(self):
         if hasattr(self, "engine"):
@@ -138,6 +139,7 @@ class DeltaSequences(RuleBasedStateMachine):
         source, user = account
         event = pr_event(self.next, when, user, f"login{user}") if source == "github" else message_event(self.next, when, user)
         self.store.record_page([event], None)
+        self.clean = self.clean and not inside
 
     @rule(account=st.sampled_from(ACCOUNTS), person=st.sampled_from(["alice", "bob"]), through_admin=st.booleans())
     def bind(self, account, person, through_admin):
@@ -146,6 +148,7 @@ class DeltaSequences(RuleBasedStateMachine):
                 bind_account(self.store, *account, person, POLICY, actor="admin")
             else:
                 self.store.bind(*account, person)
+            self.clean = False
         except LedgerError:
             pass
 
@@ -153,6 +156,7 @@ class DeltaSequences(RuleBasedStateMachine):
     def revoke(self, account):
         try:
             revoke_account(self.store, *account, POLICY, actor="admin")
+            self.clean = False
         except LedgerError:
             pass
 
@@ -160,11 +164,25 @@ class DeltaSequences(RuleBasedStateMachine):
     def curate(self, number, included):
         try:
             curate_event(self.store, f"github:pr:acme/widgets:{number}", POLICY, actor="admin", included=included)
+            self.clean = False
         except LedgerError:
             pass
 
+    @rule(account=st.sampled_from(ACCOUNTS), hours=st.integers(0, 7 * 24 - 1))
+    def new_fact_then_pass(self, account, hours):
+        """A fact inside the week and nothing else since the last pass: that pass resolves only the new fact."""
+        clean = self.clean
+        self.new_fact(account, hours, True)
+        report = self._pass()
+        if clean:
+            assert report.mode == "new facts", report.mode
+
     @rule()
     def delta_pass(self):
+        self._pass()
+
+    def _pass(self):
+        self.clean = True
         report = resolve_epoch(self.store, KEY, POLICY)
         DeltaSequences.passes[report.mode] = DeltaSequences.passes.get(report.mode, 0) + 1
         allocate_epoch(self.store, KEY, POLICY, now=OPEN)
@@ -176,6 +194,7 @@ class DeltaSequences(RuleBasedStateMachine):
         again = resolve_epoch(self.store, KEY, POLICY)
         allocate_epoch(self.store, KEY, POLICY, now=OPEN)
         assert again.mode == "unchanged" and digest(self.store) == before and again.summary() == report.summary()
+        return report
 
     @invariant()
     def marks_never_claim_more_than_was_read(self):

@@ -9,10 +9,14 @@ dedupe, person caps and share caps that bind, and compares every decision, every
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import os
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
+import pytest
+import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -20,17 +24,23 @@ from credit_pipeline.core.allocation import BOUND, CLAIMANT, UNRESOLVED_EXCLUDED
 from credit_pipeline.core.events import ActivityEvent
 from credit_pipeline.core.policy import validate_policy
 from credit_pipeline.core.rules import FACTS_VERSION
+from credit_pipeline.ledger.migrations import upgrade
 from credit_pipeline.ledger.records import CurationProposal
+from credit_pipeline.ledger.store import LedgerStore
 from credit_pipeline.stages.allocate import last_known_logins
 from credit_pipeline.stages.decisions import epoch_decisions, propose, propose_epoch, stream_decisions
 from credit_pipeline.stages.derive import allocation_drift, epoch_drift, resolution_drift
 from credit_pipeline.stages.explain import rule_summary, rules_view
+from credit_pipeline_tests.conftest import scratch_database
 
 ANCHOR = datetime(2026, 1, 5, tzinfo=UTC)
 _weeks = itertools.count(1)
 _ids = itertools.count(1)
 
 RECIPIENTS = ["alice", "bob", "carol", "github:77", "discord:88", None]
+# Id prefixes whose order by code point differs from a linguistic collation's (case, punctuation): events at the same
+# instant are decided in id order by code point, and the database must hand them over in that order.
+TAGS = ["", "A", "a", "B", "b", "-", "_", "Z~", "é"]
 KINDS = [("github", "pr_merged"), ("github", "review_submitted"), ("github", "issue_closed"), ("discord", "message_sent")]
 
 
@@ -60,6 +70,7 @@ def epochs(draw):
         rows.append({"source": source, "kind": kind, "recipient": recipient,
                      "at": timedelta(hours=draw(st.integers(0, 7 * 24 - 1)), minutes=draw(st.sampled_from([0, 0, 30]))),
                      "user": draw(st.sampled_from(["1", "2", "3"])), "facts": facts_for(kind, draw),
+                     "tag": draw(st.sampled_from(TAGS)),
                      "included": draw(st.booleans() | st.just(True)),
                      "override": draw(st.none() | st.none() | st.integers(0, 3000))})
     rules = {"github": {"review_weights": {"APPROVED": 2000, "COMMENTED": 500, "DISMISSED": 1500},
@@ -88,7 +99,7 @@ def write_epoch(store, rows: list[dict]) -> str:
     store.ensure_epoch(key)
     events, facts, proposals = [], {}, []
     for r in rows:
-        eid = f"{r['source']}:{r['kind']}:{next(_ids):06d}"
+        eid = f"{r['source']}:{r['kind']}:{r.get('tag', '')}{next(_ids):06d}"
         events.append(ActivityEvent(event_id=eid, source=r["source"], event_type=r["kind"], platform_user_id=r["user"],
                                     platform_login=f"login{r['user']}", event_time=start + r["at"], payload={"n": eid},
                                     producer="test", producer_version="1", retrieved_at=start))
@@ -111,16 +122,21 @@ def test_an_epoch_decided_one_recipient_at_a_time_is_the_epoch_decided_at_once(s
     rows, rules = epoch
     policy = policy_with(rules)
     key = write_epoch(store, rows)
-    groups = store.curated_groups
-    monkeypatch.setattr(store, "curated_groups", lambda k, **kw: groups(k, **{**kw, "batch": batch}))  # cursor pages of 1 and 3 rows too
+    rows_of = store.curated_rows
+    monkeypatch.setattr(store, "curated_rows", lambda k, **kw: rows_of(k, **{**kw, "batch": batch}))  # cursor pages of 1 and 3 rows too
     whole = store.curated_events(key)
     with store.atomic():
-        streamed, seen = {}, []
-        for group, decisions in stream_decisions(store, key, policy):
-            assert len({r["recipient_id"] for r in group}) == 1  # one recipient a group
-            seen.append(group[0]["recipient_id"])
-            streamed.update(decisions)
-        assert len(seen) == len(set(seen))  # each recipient once
+        streamed, runs = {}, []
+        for row, d in stream_decisions(store, key, policy):
+            if not runs or runs[-1] != row["recipient_id"]:
+                runs.append(row["recipient_id"])
+            if d is not None:
+                assert d.event_id == row["event_id"]
+                streamed[d.event_id] = d
+            else:
+                assert not row["included"] or row["recipient_id"] is None
+        assert len(runs) == len(set(runs))  # each recipient's rows together
+        assert None not in runs[:-1]  # the rows crediting no one last
         assert streamed == epoch_decisions(whole, policy)
         assert propose_epoch(store, key, policy) == propose(whole, policy)
         stored = [{"recipient_id": "alice", "proposed_units": 1, "activity_count": 1}]
@@ -150,8 +166,36 @@ def test_a_share_cap_that_binds_splits_its_cut_by_largest_remainder_across_recip
     policy = policy_with({"caps": {"pool_share": {"discord": 25}}})
     key = write_epoch(store, rows)
     whole = epoch_decisions(store.curated_events(key), policy)
-    streamed = {eid: d for _, decisions in stream_decisions(store, key, policy) for eid, d in decisions.items()}
+    streamed = {d.event_id: d for _, d in stream_decisions(store, key, policy) if d is not None}
     discord = [d for d in whole.values() if d.source == "discord"]
     assert sum(d.units for d in discord) == 25 * 8000 // 75  # the cap binds: 2666 of 9 x 700
     assert len({d.units for d in discord}) == 2  # floors and floors + 1: the remainder was split
     assert streamed == whole
+
+
+def test_rows_come_in_code_point_order_in_a_database_with_a_linguistic_collation(pg_server_url):
+    """The rules walk a recipient's events by ``(event_time, event_id)`` as Python compares them (code points). A
+    server whose default collation is linguistic (ICU ``en``: case and punctuation second) would hand events at the
+    same instant over in another order, and the decider refuses out-of-order input rather than decide differently:
+    ``curated_rows`` sorts by ``COLLATE "C"`` so the stream is the same on any server."""
+    options = "TEMPLATE template0 ENCODING 'UTF8' LOCALE 'C.UTF-8' LOCALE_PROVIDER icu ICU_LOCALE 'en'"
+    with contextlib.ExitStack() as stack:
+        try:
+            url = stack.enter_context(scratch_database(pg_server_url, f"cp_icu_{os.getpid()}", options=options))
+        except sa.exc.DBAPIError as e:  # a server built without ICU (the embedded one may be)
+            pytest.skip(f"this PostgreSQL cannot create an ICU database: {e.orig}")
+        engine = sa.create_engine(url)
+        upgrade(engine)
+        store = LedgerStore(engine)
+        with engine.connect() as conn:
+            linguistic = [r[0] for r in conn.exec_driver_sql("SELECT x FROM unnest(ARRAY['b1', 'B2', 'a3', '_4']) AS x ORDER BY x")]
+        assert linguistic != sorted(linguistic)  # the database does sort otherwise (or this test shows nothing)
+        rows = [{"source": "discord", "kind": "message_sent", "recipient": r, "at": timedelta(hours=3), "user": "2", "tag": tag,
+                 "facts": {"type": 0, "length": 40, "channel_id": "c1", "content_sha256": "same"}, "included": True, "override": None}
+                for r in ("a1", "a_1", "a.1") for tag in ("b", "B", "a", "_")]
+        policy = policy_with({"discord": {"dedupe": True, "daily_cap": 1}})
+        key = write_epoch(store, rows)
+        streamed = [(row["recipient_id"], row["event_id"]) for row, _ in stream_decisions(store, key, policy)]
+        assert streamed == sorted(streamed)  # by code point: "a.1" < "a1" < "a_1", "...:B" < "...:_" < "...:a" < "...:b"
+        assert {d.event_id: d for _, d in stream_decisions(store, key, policy) if d} == epoch_decisions(store.curated_events(key), policy)
+        engine.dispose()
