@@ -145,7 +145,7 @@ def child(mode: str, config_file: str) -> int:
                    review_blocked=allocated.review_blocked, recipients=len(allocated.state.final_units),
                    allocate_rss_mib=round(maxrss_mib(), 1))
         # What the epoch_allocations asset adds for its metadata: the rules view (and, under rules, the same
-        # policy simulated without them), read one recipient at a time.
+        # policy simulated without them), read a row at a time.
         from credit_pipeline.stages.explain import rules_view
         from credit_pipeline.stages.resolve import effective_policy
 
