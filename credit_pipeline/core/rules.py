@@ -336,17 +336,30 @@ class RecipientTotals:
     capped: int
 
 
-def totals(decisions: Mapping[str, Decision] | Iterable[Decision]) -> list[RecipientTotals]:
-    """Units, counted events and capped units per recipient with at least one counted event; sorted by id.
-    ``decisions`` by event id, or a stream of them."""
-    acc: dict[str, list[int]] = {}
-    for d in decisions.values() if isinstance(decisions, Mapping) else decisions:
+class TotalsTally:
+    """``totals`` added up as decisions pass, for streamed passes that hand the rows on to something else."""
+
+    def __init__(self) -> None:
+        self._acc: dict[str, list[int]] = {}
+
+    def add(self, d: Decision) -> None:
         if d.counted:
-            row = acc.setdefault(d.recipient_id, [0, 0, 0])
+            row = self._acc.setdefault(d.recipient_id, [0, 0, 0])
             row[0] += d.units
             row[1] += 1
             row[2] += d.capped
-    return [RecipientTotals(r, *acc[r]) for r in sorted(acc)]
+
+    def totals(self) -> list[RecipientTotals]:
+        return [RecipientTotals(r, *self._acc[r]) for r in sorted(self._acc)]
+
+
+def totals(decisions: Mapping[str, Decision] | Iterable[Decision]) -> list[RecipientTotals]:
+    """Units, counted events and capped units per recipient with at least one counted event; sorted by id.
+    ``decisions`` by event id, or a stream of them."""
+    tally = TotalsTally()
+    for d in decisions.values() if isinstance(decisions, Mapping) else decisions:
+        tally.add(d)
+    return tally.totals()
 
 
 def credited_account(event_type: str, columns: tuple[str | None, str | None, bool], facts: Mapping[str, Any],

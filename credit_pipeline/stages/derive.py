@@ -58,8 +58,8 @@ def allocation_drift(rows: list[dict[str, Any]], allocations: list[dict[str, Any
 
 def epoch_drift(store: LedgerStore, key: str, policy: Policy, allocations: list[dict[str, Any]],
                 bindings: Mapping[tuple[str, str], str]) -> list[str]:
-    """``resolution_drift`` + ``allocation_drift`` over epoch ``key``'s curated rows, streamed one recipient at a
-    time (``stream_decisions``): the same lines (by event id, then by recipient), never the whole epoch in memory."""
+    """``resolution_drift`` + ``allocation_drift`` over epoch ``key``'s curated rows, streamed a row at a time
+    (``stream_decisions``): the same lines (by event id, then by recipient), never the whole epoch in memory."""
     resolution: list[tuple[str, str]] = []
 
     def decisions() -> Iterator[Decision]:

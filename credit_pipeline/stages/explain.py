@@ -19,7 +19,7 @@ from typing import Any
 from credit_pipeline.core.epochs import parse_epoch_key
 from credit_pipeline.core.policy import Policy, validate_policy
 from credit_pipeline.core.policy_yaml import excerpt
-from credit_pipeline.core.rules import Decision
+from credit_pipeline.core.rules import Decision, TotalsTally
 from credit_pipeline.core.statement import iso_utc
 from credit_pipeline.ledger.store import LedgerError, LedgerStore
 from credit_pipeline.stages.allocate import last_known_logins
@@ -232,7 +232,7 @@ def rules_view(store: LedgerStore, key: str, policy: Policy) -> RulesView:
     """
     from credit_pipeline.stages.simulate import simulate_epoch  # simulate imports RuleTally from here
 
-    tally, not_counted, capped, proposed = RuleTally(), Counter(), Counter(), {}
+    tally, not_counted, capped, proposals = RuleTally(), Counter(), Counter(), TotalsTally()
 
     def rows() -> Iterator[dict[str, Any]]:  # the pass: tallies each row's decision, hands the row on
         for row, d in stream_decisions(store, key, policy):
@@ -240,11 +240,11 @@ def rules_view(store: LedgerStore, key: str, policy: Policy) -> RulesView:
                 tally.add((d,))
                 not_counted[d.recipient_id] += not d.counted
                 capped[d.recipient_id] += d.capped
-                if d.counted:  # the proposals (``proposals_of``), summed as the rows pass
-                    proposed[d.recipient_id] = proposed.get(d.recipient_id, 0) + d.units
+                proposals.add(d)
             yield row
 
     logins = last_known_logins(rows())
+    proposed = {t.recipient_id: t.units for t in proposals.totals()}
     comparison = None
     if policy.rules is not None:
         epoch = store.get_epoch(key)

@@ -26,6 +26,7 @@ from typing import Any
 
 from credit_pipeline.core.payouts import compute_payouts
 from credit_pipeline.core.policy import Policy
+from credit_pipeline.core.rules import TotalsTally
 from credit_pipeline.core.statement import effective_corrections, final_units
 from credit_pipeline.ledger.store import LedgerError, LedgerStore
 from credit_pipeline.stages.decisions import stream_decisions
@@ -108,19 +109,19 @@ def simulate_epoch(store: LedgerStore, key: str, policy: Policy, baseline: Polic
 
     # One streamed pass under the simulated policy (``stream_decisions``: a row at a time) gives its
     # proposals, its rule tallies, the credited events and their logins; one under the pinned policy its tallies.
-    simulated_tally, credited, simulated = RuleTally(), [0], {}
+    simulated_tally, credited, proposals = RuleTally(), [0], TotalsTally()
 
     def credited_rows() -> Iterator[dict[str, Any]]:
         for r, d in stream_decisions(store, key, policy):
             if d is not None:
                 simulated_tally.add((d,))
-                if d.counted:  # the proposals (``proposals_of``), summed as the rows pass
-                    simulated[d.recipient_id] = simulated.get(d.recipient_id, 0) + d.units
+                proposals.add(d)
             if r["included"] and r["recipient_id"]:
                 credited[0] += 1
                 yield r
 
     logins = recipient_logins(credited_rows())
+    simulated = {t.recipient_id: t.units for t in proposals.totals()}
     pinned_tally = RuleTally()
     for _, d in stream_decisions(store, key, pinned):
         if d is not None:
